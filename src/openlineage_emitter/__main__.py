@@ -1,0 +1,5 @@
+import sys
+
+from openlineage_emitter.cli import main
+
+sys.exit(main())

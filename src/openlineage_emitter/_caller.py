@@ -1,0 +1,134 @@
+"""Run one call at a time on a helper daemon thread, abandoning any that overrun their timeout.
+
+Why a helper thread at all: a transport call that never returns (a backend that accepts
+the connection and then says nothing) must not stall the worker. Why a *bounded* number:
+each abandoned call pins a thread until the call returns, and an unbounded number is the
+thread leak this package exists to remove.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from openlineage_emitter.retry import BackendBusy, CallTimeout
+
+
+class _Runner:
+    """A daemon thread that runs the calls handed to it until it is abandoned."""
+
+    def __init__(self, owner: TimedCaller, name: str) -> None:
+        self._owner = owner
+        self._has_job = threading.Event()
+        self.done = threading.Event()
+        self.job: Any = None
+        self.result: object = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+        self.busy = False
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self.thread.start()
+
+    def start(self, job: Any) -> None:
+        self.busy = True
+        self.job, self.result, self.error = job, None, None
+        self.done.clear()
+        self._has_job.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._has_job.wait()
+            self._has_job.clear()
+            job, self.job = self.job, None
+            if job is _STOP:
+                return
+            try:
+                self.result = self._owner.fn(job)
+            except BaseException as exc:  # noqa: BLE001 - reported to the worker, never raised here
+                self.error = exc
+            del job
+            with self._owner.lock:
+                self.busy = False
+                self.done.set()
+                if self.abandoned:
+                    self._owner.runner_returned(self)
+                    return
+
+
+_STOP = object()
+
+
+class TimedCaller:
+    """``call(arg, timeout_s)`` runs ``fn(arg)`` on a helper thread and waits at most ``timeout_s``.
+
+    At most ``max_abandoned`` abandoned calls are alive, and a new helper thread is only
+    started while fewer are, so at most ``max_abandoned + 1`` helper threads exist at any
+    time. While the cap is reached ``call`` waits (bounded) for one to return, then raises
+    ``BackendBusy``: the emitter stops calling a backend that does not answer.
+    """
+
+    def __init__(self, fn: Callable[[Any], object], *, max_abandoned: int, name: str) -> None:
+        self.fn = fn
+        self.lock = threading.Lock()
+        self._returned = threading.Condition(self.lock)
+        self._max_abandoned = max_abandoned
+        self._name = name
+        self._idle: _Runner | None = None
+        self._abandoned: set[_Runner] = set()
+        self.abandoned_total = 0
+
+    def runner_returned(self, runner: _Runner) -> None:
+        """Called by an abandoned runner, under ``lock``, as it exits."""
+        self._abandoned.discard(runner)
+        self._returned.notify_all()
+
+    def threads_alive(self) -> int:
+        with self.lock:
+            return (self._idle is not None) + len(self._abandoned)
+
+    def _runner(self, wait_s: float, cancelled: Callable[[], bool]) -> _Runner:
+        deadline = time.monotonic() + wait_s
+        with self.lock:
+            while self._idle is None and len(self._abandoned) >= self._max_abandoned:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or cancelled():
+                    raise BackendBusy(
+                        f"{len(self._abandoned)} abandoned calls are still running; not starting another"
+                    )
+                # Short slices so a closing emitter is not held up by this wait.
+                self._returned.wait(min(remaining, 0.05))
+            if self._idle is None:
+                self._idle = _Runner(self, f"{self._name}-call")
+            return self._idle
+
+    def call(self, arg: Any, timeout_s: float, cancelled: Callable[[], bool] = lambda: False) -> object:
+        runner = self._runner(timeout_s, cancelled)
+        runner.start(arg)
+        runner.done.wait(timeout_s)
+        with self.lock:
+            if not runner.done.is_set():
+                # Give up on this call; the runner exits by itself whenever the call returns.
+                runner.abandoned = True
+                self._abandoned.add(runner)
+                self._idle = None
+                self.abandoned_total += 1
+                raise CallTimeout(f"no answer within the call timeout of {timeout_s:g}s")
+        if runner.error is not None:
+            error, runner.error = runner.error, None
+            raise error
+        return runner.result
+
+    def stop(self) -> None:
+        """Let the helper thread exit: now if idle, else as soon as its call returns."""
+        with self.lock:
+            runner, self._idle = self._idle, None
+            if runner is None:
+                return
+            if runner.busy:
+                # Never hand a busy runner a new job: it would overwrite the call in flight.
+                runner.abandoned = True
+                self._abandoned.add(runner)
+                return
+        runner.start(_STOP)

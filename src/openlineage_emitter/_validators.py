@@ -1,0 +1,110 @@
+"""Value parsers and attrs validators that name the config key in their errors."""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from typing import Any, TypeVar
+
+import attrs
+
+from openlineage_emitter.errors import ConfigError
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+_TRUE = frozenset({"true", "t", "1", "yes", "y", "on"})
+_FALSE = frozenset({"false", "f", "0", "no", "n", "off"})
+
+
+def key_of(attribute: attrs.Attribute[Any]) -> str:
+    """The user-facing key of an attrs field (falls back to the attribute name)."""
+    return str(attribute.metadata.get("key", attribute.name))
+
+
+def parse_bool(key: str, raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(key, raw, "a boolean (true/false, 1/0, yes/no, on/off)")
+
+
+def parse_int(key: str, raw: object) -> int:
+    if isinstance(raw, bool):
+        raise ConfigError(key, raw, "an integer")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    try:
+        return int(str(raw).strip())
+    except ValueError:
+        raise ConfigError(key, raw, "an integer") from None
+
+
+def parse_seconds(key: str, raw: object) -> float:
+    if isinstance(raw, bool):
+        raise ConfigError(key, raw, "a number of seconds")
+    try:
+        value = float(raw if isinstance(raw, (int, float)) else str(raw).strip())
+    except ValueError:
+        raise ConfigError(key, raw, "a number of seconds") from None
+    if not math.isfinite(value):
+        raise ConfigError(key, raw, "a finite number of seconds")
+    return value
+
+
+def parse_enum(key: str, raw: object, enum_type: type[_E]) -> _E:
+    if isinstance(raw, enum_type):
+        return raw
+    text = str(raw).strip().lower()
+    for member in enum_type:
+        if member.value == text:
+            return member
+    allowed = " | ".join(str(m.value) for m in enum_type)
+    raise ConfigError(key, raw, f"one of {allowed}")
+
+
+def parse_json_object(key: str, raw: object) -> dict[str, Any] | None:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(str(raw))
+    except ValueError:
+        raise ConfigError(key, raw, "a JSON object", secret=True) from None
+    if not isinstance(value, dict):
+        raise ConfigError(key, raw, "a JSON object", secret=True)
+    return value
+
+
+def at_least(minimum: float, *, what: str = "a number") -> Any:
+    """attrs validator: value >= minimum (and a real number, not a bool)."""
+
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or not math.isfinite(float(value)) or value < minimum:  # type: ignore[operator, arg-type]
+            raise ConfigError(key_of(attribute), value, f"{what} >= {minimum:g}")
+
+    return check
+
+
+def positive(what: str = "a number of seconds") -> Any:
+    """attrs validator: value > 0 (and finite)."""
+
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or not math.isfinite(float(value)) or value <= 0:  # type: ignore[operator, arg-type]
+            raise ConfigError(key_of(attribute), value, f"{what} > 0")
+
+    return check
+
+
+def is_bool(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(key_of(attribute), value, "a boolean")

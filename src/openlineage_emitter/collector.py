@@ -1,0 +1,175 @@
+"""A loopback OpenLineage collector whose answers can be scripted (demo, tests, benchmarks).
+
+It binds 127.0.0.1 on an ephemeral port and never anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import attrs
+
+LOOPBACK = "127.0.0.1"
+
+#: How long a "hang" answer holds a request at most, so no server thread outlives a run.
+MAX_HANG_S = 120.0
+
+
+@attrs.frozen
+class Answer:
+    """How the collector answers one request."""
+
+    status: int = 200
+    delay_s: float = 0.0
+    retry_after: str | None = None
+    hang: bool = False  #: never answer (until the collector stops)
+
+
+@attrs.frozen
+class Received:
+    """One request as the collector saw it."""
+
+    body: Any
+    status: int
+    at: float  #: time.monotonic() when it arrived
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+
+
+class Collector:
+    """``with Collector() as c: ... c.url ... c.wait_for(10, timeout_s=5)``."""
+
+    def __init__(self, answer: Answer | None = None) -> None:
+        self._lock = threading.Condition()
+        self._default = answer or Answer()
+        self._script: deque[Answer] = deque()
+        self._received: list[Received] = []
+        self._release = threading.Event()
+        self._server = _Server((LOOPBACK, 0), self._handler_class())
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="loopback-collector",
+            daemon=True,
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def start(self) -> Collector:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> Collector:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- scripting -----------------------------------------------------------------------
+
+    def answer(self, answer: Answer) -> None:
+        """Answer every request from now on like this (after any scripted answers)."""
+        with self._lock:
+            self._default = answer
+
+    def script(self, answers: Iterable[Answer]) -> None:
+        """Answer the next requests like these, in order, then fall back to the default."""
+        with self._lock:
+            self._script.extend(answers)
+
+    def _next_answer(self) -> Answer:
+        with self._lock:
+            return self._script.popleft() if self._script else self._default
+
+    # -- what arrived --------------------------------------------------------------------
+
+    @property
+    def received(self) -> list[Received]:
+        with self._lock:
+            return list(self._received)
+
+    @property
+    def events(self) -> list[Any]:
+        """Bodies of requests answered with a 2xx, in arrival order."""
+        with self._lock:
+            return [r.body for r in self._received if 200 <= r.status < 300]
+
+    def wait_for(self, count: int, timeout_s: float, *, delivered: bool = True) -> bool:
+        """Wait until ``count`` events were delivered (or requests received)."""
+
+        def enough() -> bool:
+            if delivered:
+                return sum(200 <= r.status < 300 for r in self._received) >= count
+            return len(self._received) >= count
+
+        with self._lock:
+            return self._lock.wait_for(enough, timeout_s)
+
+    def _record(self, body: Any, status: int) -> None:
+        with self._lock:
+            self._received.append(Received(body, status, time.monotonic()))
+            self._lock.notify_all()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                answer = collector._next_answer()
+                try:
+                    body: Any = json.loads(raw)
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+                if answer.hang:
+                    collector._record(body, 0)
+                    collector._release.wait(MAX_HANG_S)
+                    self.close_connection = True
+                    return
+                if answer.delay_s:
+                    collector._release.wait(answer.delay_s)
+                collector._record(body, answer.status)
+                self.send_response(answer.status)
+                if answer.retry_after is not None:
+                    self.send_header("Retry-After", answer.retry_after)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+def refusing_url() -> str:
+    """A loopback URL on which nothing listens (connections are refused)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port = sock.getsockname()[1]
+    return f"http://{LOOPBACK}:{port}"

@@ -1,0 +1,243 @@
+"""What is worth retrying, how long to wait, and when to stop calling a dead backend."""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+import tenacity
+
+from openlineage_emitter import _validators as v
+from openlineage_emitter.errors import ConfigError
+
+#: HTTP statuses that say "try again later" rather than "this event is wrong".
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 507, 509, 598, 599})
+
+
+class CallTimeout(TimeoutError):
+    """The inner transport did not return within the per-call timeout; the call was abandoned."""
+
+
+class BackendBusy(TimeoutError):
+    """Too many abandoned calls are still running; the emitter will not start another one."""
+
+
+@attrs.frozen
+class Verdict:
+    """How a failed delivery attempt is treated."""
+
+    retryable: bool
+    reason: str
+    retry_after_s: float | None = None
+
+
+@attrs.frozen
+class RetryPolicy:
+    """Tenacity retry settings for one event; all durations in seconds."""
+
+    attempts: int = attrs.field(
+        default=5,
+        validator=v.at_least(1, what="an integer"),
+        metadata={"key": "emitter_retry_attempts"},
+    )
+    initial_backoff_s: float = attrs.field(
+        default=0.5, validator=v.positive(), metadata={"key": "emitter_retry_initial_backoff"}
+    )
+    max_backoff_s: float = attrs.field(
+        default=10.0, validator=v.positive(), metadata={"key": "emitter_retry_max_backoff"}
+    )
+    deadline_s: float = attrs.field(
+        default=30.0, validator=v.positive(), metadata={"key": "emitter_retry_deadline"}
+    )
+    retry_after_max_s: float = attrs.field(
+        default=30.0, validator=v.at_least(0), metadata={"key": "emitter_retry_after_max"}
+    )
+
+    @max_backoff_s.validator
+    def _max_not_below_initial(self, attribute: attrs.Attribute[float], value: float) -> None:
+        if value < self.initial_backoff_s:
+            raise ConfigError(
+                v.key_of(attribute),
+                value,
+                f"a number of seconds >= emitter_retry_initial_backoff ({self.initial_backoff_s:g})",
+            )
+
+    def backoff(self) -> tenacity.wait.wait_base:
+        """Exponential backoff with jitter, capped at ``max_backoff_s``."""
+        return tenacity.wait_exponential_jitter(
+            multiplier=self.initial_backoff_s,
+            max=self.max_backoff_s,
+            jitter=self.initial_backoff_s,
+        )
+
+    def wait_s(self, retry_state: tenacity.RetryCallState) -> float:
+        """Seconds to sleep before the next attempt: ``Retry-After`` if the backend sent one."""
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        verdict = classify(exc) if exc is not None else None
+        if verdict is not None and verdict.retry_after_s is not None:
+            return min(verdict.retry_after_s, self.retry_after_max_s)
+        return float(self.backoff()(retry_state))
+
+    def retrying(
+        self,
+        *,
+        sleep: Callable[[float], object] = time.sleep,
+        abort: threading.Event | None = None,
+        before_sleep: Callable[[tenacity.RetryCallState], None] | None = None,
+    ) -> tenacity.Retrying:
+        """A tenacity ``Retrying`` for one event.
+
+        ``abort`` (set by a closing emitter) stops retrying at the next decision;
+        ``stop_before_delay`` makes the deadline hold *including* the next sleep.
+        """
+        stop = tenacity.stop_after_attempt(self.attempts) | tenacity.stop_before_delay(self.deadline_s)
+        if abort is not None:
+            stop = stop | tenacity.stop_when_event_set(abort)
+
+        def pause(seconds: float) -> None:
+            sleep(seconds)
+
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception(lambda e: classify(e).retryable),
+            stop=stop,
+            wait=self.wait_s,
+            sleep=pause,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen and len(seen) < 8:
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return seen
+
+
+def _status_and_headers(exc: BaseException) -> tuple[int | None, Any]:
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None) or getattr(response, "status", None)
+    if isinstance(status, int):
+        return status, getattr(response, "headers", None) or {}
+    return None, {}
+
+
+def classify(exc: BaseException) -> Verdict:
+    """Retryable: connection errors, timeouts, HTTP 408/425/429/5xx. Everything else drops.
+
+    The cause chain is walked so that a wrapped network error (for example a token
+    provider that re-raises a ``ConnectionError`` as ``RuntimeError``) still retries.
+    """
+    import requests
+
+    for err in _chain(exc):
+        status, headers = _status_and_headers(err)
+        if status is not None:
+            if status in RETRYABLE_STATUSES:
+                return Verdict(True, f"http_{status}", parse_retry_after(headers.get("Retry-After")))
+            return Verdict(False, f"http_{status}")
+        if isinstance(err, (CallTimeout, BackendBusy)):
+            return Verdict(True, "call_timeout")
+        if isinstance(err, requests.exceptions.RetryError):
+            return Verdict(True, "http_retries_exhausted")
+        if isinstance(err, (requests.ConnectionError, requests.Timeout, ConnectionError)):
+            return Verdict(True, "connection_error")
+        if isinstance(err, (TimeoutError, OSError)):
+            return Verdict(True, "timeout" if isinstance(err, TimeoutError) else "os_error")
+    if isinstance(exc, (TypeError, ValueError, AttributeError, KeyError)):
+        return Verdict(False, "serialization_error")
+    return Verdict(False, type(exc).__name__)
+
+
+def parse_retry_after(value: object) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date; never negative."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+class BreakerState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """After ``threshold`` consecutive failed events, refuse calls for ``cooldown_s``; then probe once.
+
+    ``threshold == 0`` disables the breaker. Time comes from ``time.monotonic``.
+    """
+
+    def __init__(self, threshold: int, cooldown_s: float) -> None:
+        self._threshold = threshold
+        self._cooldown_s = cooldown_s
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> BreakerState:
+        with self._lock:
+            return self._state()
+
+    def _state(self) -> BreakerState:
+        if self._opened_at is None:
+            return BreakerState.CLOSED
+        if self._probing or time.monotonic() - self._opened_at >= self._cooldown_s:
+            return BreakerState.HALF_OPEN
+        return BreakerState.OPEN
+
+    def allow(self) -> bool:
+        """May the next event be sent? In half-open state exactly one probe is allowed."""
+        with self._lock:
+            state = self._state()
+            if state is BreakerState.CLOSED:
+                return True
+            if state is BreakerState.HALF_OPEN and not self._probing:
+                self._probing = True
+                return True
+            return False
+
+    @property
+    def probing(self) -> bool:
+        with self._lock:
+            return self._probing
+
+    def record_success(self) -> BreakerState | None:
+        """Returns the state left, if this changed it."""
+        with self._lock:
+            was_open = self._opened_at is not None
+            self._failures = 0
+            self._opened_at = None
+            self._probing = False
+            return BreakerState.CLOSED if was_open else None
+
+    def record_failure(self) -> BreakerState | None:
+        """Returns the new state, if this opened (or re-opened) the breaker."""
+        with self._lock:
+            self._failures += 1
+            if self._probing or (self._threshold and self._failures >= self._threshold):
+                self._probing = False
+                self._opened_at = time.monotonic()
+                return BreakerState.OPEN
+            return None

@@ -1,0 +1,53 @@
+"""The thread emitter's settings: one frozen, validated value object."""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from openlineage_emitter import _validators as v
+from openlineage_emitter.retry import RetryPolicy
+
+
+class Overflow(enum.Enum):
+    """What a full queue does with one more event."""
+
+    DROP_NEWEST = "drop_newest"  #: refuse the new event (``submit`` returns False)
+    DROP_OLDEST = "drop_oldest"  #: evict the oldest queued event to make room
+
+
+#: Calls to the inner transport that may still be running after being abandoned. A new
+#: call thread starts only while fewer are alive, so with the worker: 3 threads at most.
+MAX_ABANDONED_CALLS = 2
+
+
+@attrs.frozen
+class EmitterSettings:
+    """Queue, timeout, retry, breaker and shutdown settings; durations in seconds."""
+
+    queue_size: int = attrs.field(
+        default=10_000,
+        validator=v.at_least(1, what="an integer"),
+        metadata={"key": "emitter_queue_size"},
+    )
+    overflow: Overflow = attrs.field(
+        default=Overflow.DROP_NEWEST,
+        validator=attrs.validators.instance_of(Overflow),
+        metadata={"key": "emitter_overflow"},
+    )
+    call_timeout_s: float = attrs.field(
+        default=5.0, validator=v.positive(), metadata={"key": "emitter_call_timeout"}
+    )
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    breaker_threshold: int = attrs.field(
+        default=5,
+        validator=v.at_least(0, what="an integer (0 disables the breaker)"),
+        metadata={"key": "emitter_breaker_threshold"},
+    )
+    breaker_cooldown_s: float = attrs.field(
+        default=30.0, validator=v.positive(), metadata={"key": "emitter_breaker_cooldown"}
+    )
+    shutdown_timeout_s: float = attrs.field(
+        default=5.0, validator=v.at_least(0), metadata={"key": "emitter_shutdown_timeout"}
+    )

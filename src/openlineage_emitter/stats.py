@@ -1,0 +1,83 @@
+"""The emitter's counters and the frozen snapshot ``stats()`` returns."""
+
+from __future__ import annotations
+
+import types
+from collections import deque
+from collections.abc import Mapping
+
+import attrs
+
+#: Why an event was not delivered. Every submitted event ends delivered or under one of these.
+DROP_REASONS = (
+    "queue_full",  # overflow policy refused or evicted it
+    "closed",  # submitted after close()
+    "breaker_open",  # the backend was declared dead; not called
+    "non_retryable",  # the backend or the serialiser rejected it (4xx, bad event)
+    "retries_exhausted",  # retryable errors until attempts or the per-event deadline ran out
+    "shutdown",  # still queued or in flight when the close/exit deadline was reached
+)
+
+
+def _freeze(value: Mapping[str, int]) -> Mapping[str, int]:
+    return types.MappingProxyType(dict(value))
+
+
+@attrs.frozen
+class EmitterStats:
+    """A point-in-time snapshot of one emitter; latencies in seconds (None before any delivery)."""
+
+    submitted: int
+    delivered: int
+    retried: int
+    failed: int
+    dropped: Mapping[str, int] = attrs.field(converter=_freeze)
+    queue_depth: int
+    in_flight: int
+    abandoned_calls: int
+    threads_alive: int
+    breaker_state: str
+    latency_p50_s: float | None
+    latency_p99_s: float | None
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Counters:
+    """Mutable counters; the caller holds the emitter's lock while touching them."""
+
+    def __init__(self, latency_window: int = 2048) -> None:
+        self.submitted = 0
+        self.delivered = 0
+        self.retried = 0
+        self.failed = 0
+        self.abandoned_calls = 0
+        self.dropped = dict.fromkeys(DROP_REASONS, 0)
+        self.latencies_s: deque[float] = deque(maxlen=latency_window)
+
+    def snapshot(
+        self, *, queue_depth: int, in_flight: int, threads_alive: int, breaker_state: str
+    ) -> EmitterStats:
+        ordered = sorted(self.latencies_s)
+        return EmitterStats(
+            submitted=self.submitted,
+            delivered=self.delivered,
+            retried=self.retried,
+            failed=self.failed,
+            dropped=self.dropped,
+            queue_depth=queue_depth,
+            in_flight=in_flight,
+            abandoned_calls=self.abandoned_calls,
+            threads_alive=threads_alive,
+            breaker_state=breaker_state,
+            latency_p50_s=_percentile(ordered, 0.50),
+            latency_p99_s=_percentile(ordered, 0.99),
+        )

@@ -1,0 +1,175 @@
+"""``ThreadedTransport``: any openlineage-python transport, behind the thread emitter.
+
+OpenLineageClient(config={"transport": {
+    "type": "openlineage_emitter.ThreadedTransport",
+    "inner": {"type": "http", "url": "http://127.0.0.1:5000"},
+    "queue_size": 1000, "call_timeout": 2}})
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+from openlineage.client.transport import get_default_factory
+from openlineage.client.transport.http import HttpTransport
+from openlineage.client.transport.transport import Config, Transport
+
+from openlineage_emitter import _validators as v
+from openlineage_emitter.config import load_config
+from openlineage_emitter.emitter import ThreadEmitter
+from openlineage_emitter.errors import ConfigError
+from openlineage_emitter.settings import EmitterSettings, Overflow
+from openlineage_emitter.stats import EmitterStats
+
+log = logging.getLogger(__name__)
+
+#: urllib3 retry settings that switch the http transport's own retries off: the
+#: emitter's policy is the one retry layer, so retries neither nest nor outlive the
+#: per-event deadline, and a 5xx comes back as a response whose Retry-After we can read.
+NO_HTTP_RETRY: dict[str, Any] = {
+    "total": 0,
+    "connect": 0,
+    "read": 0,
+    "status": 0,
+    "status_forcelist": [],
+    "allowed_methods": ["HEAD", "POST"],
+}
+
+_TOP_KEYS = {
+    "queue_size": ("queue_size", v.parse_int),
+    "overflow": ("overflow", lambda k, r: v.parse_enum(k, r, Overflow)),
+    "call_timeout": ("call_timeout_s", v.parse_seconds),
+    "shutdown_timeout": ("shutdown_timeout_s", v.parse_seconds),
+    "breaker_threshold": ("breaker_threshold", v.parse_int),
+    "breaker_cooldown": ("breaker_cooldown_s", v.parse_seconds),
+}
+_RETRY_KEYS = {
+    "attempts": ("attempts", v.parse_int),
+    "initial_backoff": ("initial_backoff_s", v.parse_seconds),
+    "max_backoff": ("max_backoff_s", v.parse_seconds),
+    "deadline": ("deadline_s", v.parse_seconds),
+    "retry_after_max": ("retry_after_max_s", v.parse_seconds),
+}
+
+
+def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}", given[unknown[0]], f"one of the keys {sorted(allowed)}")
+
+
+@attrs.define
+class ThreadedTransportConfig(Config):
+    """``inner`` is the wrapped transport's own config dict; the rest tunes the emitter.
+
+    Keys not given default to the effective ``[openlineage] emitter_*`` values.
+    """
+
+    inner: dict[str, Any]
+    settings: EmitterSettings = attrs.field(factory=EmitterSettings)
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> ThreadedTransportConfig:
+        where = "transport"
+        _check_keys(where, params, {"type", "inner", "retry", *_TOP_KEYS})
+        inner = params.get("inner")
+        if not isinstance(inner, Mapping) or "type" not in inner:
+            raise ConfigError(
+                f"{where}.inner",
+                inner,
+                'the wrapped transport\'s config, e.g. {"type": "http", "url": "..."}',
+                secret=isinstance(inner, Mapping),
+            )
+        base = load_config().emitter
+        top: dict[str, Any] = {
+            attr: parse(f"{where}.{key}", params[key])
+            for key, (attr, parse) in _TOP_KEYS.items()
+            if key in params
+        }
+        retry_given = params.get("retry") or {}
+        if not isinstance(retry_given, Mapping):
+            raise ConfigError(f"{where}.retry", retry_given, f"a mapping of {sorted(_RETRY_KEYS)}")
+        _check_keys(f"{where}.retry", retry_given, set(_RETRY_KEYS))
+        retry: dict[str, Any] = {
+            attr: parse(f"{where}.retry.{key}", retry_given[key])
+            for key, (attr, parse) in _RETRY_KEYS.items()
+            if key in retry_given
+        }
+        settings = attrs.evolve(base, retry=attrs.evolve(base.retry, **retry), **top)
+        return cls(inner=dict(inner), settings=settings)
+
+
+def _inner_config(inner: Mapping[str, Any], settings: EmitterSettings) -> dict[str, Any]:
+    config = dict(inner)
+    if config.get("type") == HttpTransport.kind:
+        if "retry" in config:
+            log.info(
+                "ThreadedTransport: the inner http transport's `retry` is replaced; "
+                "retries are configured on ThreadedTransport (`retry`)"
+            )
+        config["retry"] = dict(NO_HTTP_RETRY)
+        # An abandoned call keeps its thread until the HTTP timeout fires: keep the
+        # two equal unless the operator chose otherwise.
+        config.setdefault("timeout", settings.call_timeout_s)
+    return config
+
+
+class ThreadedTransport(Transport):
+    """Enqueue on ``emit``; deliver through the wrapped transport on one daemon thread."""
+
+    kind = "threaded"
+    config_class = ThreadedTransportConfig
+
+    def __init__(self, config: ThreadedTransportConfig) -> None:
+        self.config = config
+        self.inner: Transport = get_default_factory().create(_inner_config(config.inner, config.settings))
+        self._emitter = ThreadEmitter(
+            self.inner.emit, config.settings, name=f"openlineage-emitter[{self.inner.kind}]"
+        )
+        os.register_at_fork(after_in_child=functools.partial(_reset_child, weakref.ref(self)))
+
+    @classmethod
+    def wrap(
+        cls,
+        inner: Mapping[str, Any],
+        settings: EmitterSettings | None = None,
+    ) -> ThreadedTransport:
+        """Build from an inner transport config dict and explicit settings."""
+        return cls(ThreadedTransportConfig(inner=dict(inner), settings=settings or load_config().emitter))
+
+    def emit(self, event: Any) -> None:
+        """Queue the event; never blocks, never raises."""
+        self._emitter.submit(event)
+
+    def flush(self, timeout_s: float) -> bool:
+        return self._emitter.flush(timeout_s)
+
+    def close(self, timeout: float = -1) -> bool:
+        """Drain within ``timeout`` seconds (negative: the shutdown budget); True if all delivered."""
+        budget_s = self.config.settings.shutdown_timeout_s if timeout < 0 else timeout
+        delivered = self._emitter.close(budget_s)
+        if delivered:
+            # Only when nothing is in flight: an abandoned call may still be using it.
+            self.inner.close(0)
+        return delivered
+
+    def stats(self) -> EmitterStats:
+        return self._emitter.stats()
+
+    def _reset_after_fork(self) -> None:
+        if isinstance(self.inner, HttpTransport):
+            # The parent's pooled keep-alive sockets are shared with the child; writing
+            # to them from two processes interleaves requests. Start a new session.
+            self.inner.session = None
+
+
+def _reset_child(ref: weakref.ref[ThreadedTransport]) -> None:
+    transport = ref()
+    if transport is not None:
+        transport._reset_after_fork()
