@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from openlineage_emitter._demo import run_demo
 
-        return run_demo(events=args.events, out=sys.stdout)
+        return int(run_demo(events=args.events, out=sys.stdout))
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

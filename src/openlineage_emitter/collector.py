@@ -50,13 +50,13 @@ class _Server(ThreadingHTTPServer):
 class Collector:
     """``with Collector() as c: ... c.url ... c.wait_for(10, timeout_s=5)``."""
 
-    def __init__(self, answer: Answer | None = None) -> None:
+    def __init__(self, answer: Answer | None = None, *, port: int = 0) -> None:
         self._lock = threading.Condition()
         self._default = answer or Answer()
         self._script: deque[Answer] = deque()
         self._received: list[Received] = []
         self._release = threading.Event()
-        self._server = _Server((LOOPBACK, 0), self._handler_class())
+        self._server = _Server((LOOPBACK, port), self._handler_class())
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},

@@ -250,7 +250,7 @@ class ThreadEmitter:
                     abort=self._abort,
                     before_sleep=self._count_retry,
                 )(attempt)
-        except Exception as exc:  # noqa: BLE001 - classified below
+        except BaseException as exc:  # noqa: BLE001 - classified and counted below, never lost
             self._failed(exc)
         else:
             with self._lock:
@@ -265,7 +265,7 @@ class ThreadEmitter:
             self._counters.retried += 1
             self._counters.abandoned_calls = self._caller.abandoned_total
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: BaseException) -> None:
         verdict = classify(exc)
         if not verdict.retryable:
             self._give_up("non_retryable", failed=True)

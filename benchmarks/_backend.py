@@ -1,0 +1,191 @@
+"""Loopback collectors for the benchmarks: in this process, or in a child process.
+
+The child process keeps the collector's HTTP handler threads off this process's GIL,
+so they do not slow the code being measured (on a 2-core machine the two processes
+get a core each). It runs ``openlineage_emitter.collector.Collector`` and answers
+line commands on stdin/stdout; it exits on EOF, on ``stop``, or at its own deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Protocol
+
+from openlineage_emitter.collector import Answer, Collector
+
+from benchmarks._common import wait_until
+
+#: A child collector kills itself after this long whatever happens.
+CHILD_MAX_LIFE_S = 600.0
+#: How long the child may take to import and print its URL.
+CHILD_START_TIMEOUT_S = 15.0
+
+_CHILD = r"""
+import os, sys, threading, time
+from openlineage_emitter.collector import Answer, Collector
+
+mode, max_life = sys.argv[1], float(sys.argv[2])
+watchdog = threading.Timer(max_life, lambda: os._exit(3))
+watchdog.daemon = True
+watchdog.start()
+collector = Collector(Answer(hang=True) if mode == "hang" else Answer()).start()
+print(collector.url, flush=True)
+
+def counts():
+    received = collector.received
+    return sum(200 <= r.status < 300 for r in received), len(received)
+
+for _ in range(1_000_000):
+    line = sys.stdin.readline()
+    if not line or line.strip() == "stop":
+        break
+    cmd, *args = line.split()
+    ok = 1
+    if cmd == "wait":
+        want, deadline = int(args[0]), time.monotonic() + float(args[1])
+        while counts()[0] < want and time.monotonic() < deadline:
+            time.sleep(0.002)
+        ok = int(counts()[0] >= want)
+    delivered, received = counts()
+    print(ok, delivered, received, flush=True)
+collector.stop()
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+class Backend(Protocol):
+    """What a benchmark needs from a collector."""
+
+    url: str
+    where: str
+
+    def delivered(self) -> int: ...
+
+    def received(self) -> int: ...
+
+    def wait_delivered(self, count: int, timeout_s: float) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
+class InProcessBackend:
+    where = "in-process"
+
+    def __init__(self, hang: bool) -> None:
+        self._collector = Collector(Answer(hang=True) if hang else Answer()).start()
+        self.url = self._collector.url
+
+    def delivered(self) -> int:
+        return sum(200 <= r.status < 300 for r in self._collector.received)
+
+    def received(self) -> int:
+        return len(self._collector.received)
+
+    def wait_delivered(self, count: int, timeout_s: float) -> bool:
+        # Polls rather than Collector.wait_for: that one re-counts every request on each
+        # arrival, which is quadratic work on the GIL the measured code needs.
+        return wait_until(lambda: self.delivered() >= count, timeout_s)
+
+    def stop(self) -> None:
+        self._collector.stop()
+
+
+class ChildProcessBackend:
+    where = "child process"
+
+    def __init__(self, hang: bool) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, "hang" if hang else "ok", str(CHILD_MAX_LIFE_S)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, name="bench-collector-reader", daemon=True)
+        self._reader.start()
+        self._io = threading.Lock()
+        self._broken = False
+        url = self._next_line(CHILD_START_TIMEOUT_S)
+        if not url or not url.startswith("http://127.0.0.1:"):
+            self.stop()
+            raise RuntimeError(f"child collector did not start (got {url!r})")
+        self.url = url
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            self._lines.put(line.strip())
+        self._lines.put(None)
+
+    def _next_line(self, timeout_s: float) -> str | None:
+        try:
+            return self._lines.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+
+    def _ask(self, command: str, timeout_s: float) -> tuple[bool, int, int]:
+        with self._io:
+            assert self._proc.stdin is not None
+            if self._broken:
+                return False, -1, -1
+            try:
+                self._proc.stdin.write(command + "\n")
+                self._proc.stdin.flush()
+            except OSError:
+                return False, -1, -1
+            answer = self._next_line(timeout_s)
+            if not answer:
+                # A late answer would be taken for the next command's: stop asking.
+                self._broken = True
+                return False, -1, -1
+        ok, delivered, received = (int(x) for x in answer.split())
+        return bool(ok), delivered, received
+
+    def delivered(self) -> int:
+        return self._ask("count", 10.0)[1]
+
+    def received(self) -> int:
+        return self._ask("count", 10.0)[2]
+
+    def wait_delivered(self, count: int, timeout_s: float) -> bool:
+        return self._ask(f"wait {count} {timeout_s:.3f}", timeout_s + 10.0)[0]
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            assert self._proc.stdin is not None
+            self._proc.stdin.write("stop\n")
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(timeout=5.0)
+        finally:
+            # The child has exited, so its stdout is at EOF and the reader ends by itself.
+            self._reader.join(timeout=2.0)
+            if self._proc.stdout is not None and not self._reader.is_alive():
+                self._proc.stdout.close()
+
+
+@contextlib.contextmanager
+def backend(hang: bool, where: str) -> Iterator[Backend]:
+    """A started loopback collector (healthy, or hanging on every request); always stopped."""
+    chosen: Backend
+    if where == "child":
+        try:
+            chosen = ChildProcessBackend(hang)
+        except (RuntimeError, OSError) as exc:
+            print(f"  ! child-process collector failed ({exc}); using an in-process one", file=sys.stderr)
+            chosen = InProcessBackend(hang)
+    else:
+        chosen = InProcessBackend(hang)
+    try:
+        yield chosen
+    finally:
+        chosen.stop()

@@ -1,0 +1,75 @@
+"""Shared fixtures: a loopback collector, OpenLineage events, emitters that are always closed."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
+from openlineage.client.uuid import generate_new_uuid
+
+from openlineage_emitter.collector import Collector
+
+PRODUCER = "https://github.com/openlineage-emitter/tests"
+SPEC_DIR = Path(__file__).resolve().parents[2] / "shared" / "openlineage-spec"
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    """A healthy loopback collector (script it with ``answer``/``script``); always stopped."""
+    with Collector() as c:
+        yield c
+
+
+def make_event(
+    state: RunState = RunState.START, run_id: str | None = None, job: str = "job"
+) -> RunEvent:
+    return RunEvent(
+        eventType=state,
+        eventTime=datetime.now(timezone.utc).isoformat(),
+        run=Run(runId=run_id or str(generate_new_uuid())),
+        job=Job(namespace="tests", name=job),
+        producer=PRODUCER,
+    )
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0, interval_s: float = 0.005) -> bool:
+    """Poll ``predicate`` until it holds or the deadline passes; returns its last value."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return predicate()
+
+
+def emitter_threads() -> list[threading.Thread]:
+    """Threads this package started (worker and call threads), alive now."""
+    return [t for t in threading.enumerate() if t.name.startswith("openlineage-emitter")]
+
+
+@pytest.fixture(scope="session")
+def validate_event() -> Callable[[Any], None]:
+    """Validate one delivered event against ../shared/openlineage-spec; skip if it is absent."""
+    main = SPEC_DIR / "OpenLineage.json"
+    if not main.is_file():
+        pytest.skip(f"OpenLineage spec not found at {main} (../shared is absent)")
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+
+    schemas = [json.loads(p.read_text()) for p in [main, *sorted((SPEC_DIR / "facets").glob("*.json"))]]
+    registry = Registry().with_resources(
+        (s["$id"], Resource.from_contents(s)) for s in schemas if "$id" in s
+    )
+    validator = Draft202012Validator(schemas[0], registry=registry)
+
+    def validate(event: Any) -> None:
+        validator.validate(event)
+
+    return validate
