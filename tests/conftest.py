@@ -27,9 +27,7 @@ def collector() -> Iterator[Collector]:
         yield c
 
 
-def make_event(
-    state: RunState = RunState.START, run_id: str | None = None, job: str = "job"
-) -> RunEvent:
+def make_event(state: RunState = RunState.START, run_id: str | None = None, job: str = "job") -> RunEvent:
     return RunEvent(
         eventType=state,
         eventTime=datetime.now(timezone.utc).isoformat(),
@@ -64,9 +62,7 @@ def validate_event() -> Callable[[Any], None]:
     from referencing import Registry, Resource
 
     schemas = [json.loads(p.read_text()) for p in [main, *sorted((SPEC_DIR / "facets").glob("*.json"))]]
-    registry = Registry().with_resources(
-        (s["$id"], Resource.from_contents(s)) for s in schemas if "$id" in s
-    )
+    registry = Registry().with_resources((s["$id"], Resource.from_contents(s)) for s in schemas if "$id" in s)
     validator = Draft202012Validator(schemas[0], registry=registry)
 
     def validate(event: Any) -> None:

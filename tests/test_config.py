@@ -7,12 +7,11 @@ and ``AIRFLOW_CONFIG`` with ``monkeypatch``: the developer's own ``~/airflow`` n
 from __future__ import annotations
 
 import os
-import re
 import sys
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 import pytest
@@ -62,14 +61,13 @@ def missing_cfg(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def isolated_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def isolated_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """``os.environ`` without any ``[openlineage]`` override, ``AIRFLOW_CONFIG`` pointing into tmp_path."""
     for name in list(os.environ):
         if name.startswith(ENV_PREFIX):
             monkeypatch.delenv(name)
     monkeypatch.setenv("AIRFLOW_CONFIG", str(tmp_path / "airflow.cfg"))
     monkeypatch.delitem(sys.modules, "airflow.configuration", raising=False)
-    yield
 
 
 # --- defaults --------------------------------------------------------------------------
@@ -286,7 +284,8 @@ class FakeAirflowConf:
         self._section = dict(section)
 
     def as_dict(self, *, display_source: bool, display_sensitive: bool) -> dict[str, Any]:
-        assert display_source and display_sensitive
+        assert display_source
+        assert display_sensitive
         return {"openlineage": dict(self._section)}
 
 
@@ -306,7 +305,9 @@ def airflow_conf(monkeypatch: pytest.MonkeyPatch, isolated_environ: None) -> Cal
 def test_inside_airflow_its_conf_replaces_the_file(
     airflow_conf: Callable[..., None], write_cfg: WriteCfg, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("AIRFLOW_CONFIG", str(write_cfg({"emitter_queue_size": "5", "emitter_retry_attempts": "2"})))
+    monkeypatch.setenv(
+        "AIRFLOW_CONFIG", str(write_cfg({"emitter_queue_size": "5", "emitter_retry_attempts": "2"}))
+    )
     airflow_conf({"emitter_queue_size": ("40", "airflow.cfg")})
 
     loaded = load_config_with_sources()
@@ -360,7 +361,9 @@ TRUE_SPELLINGS = ["true", "True", "TRUE", "1", "yes", "YES", "on", "On", "t", "y
 FALSE_SPELLINGS = ["false", "False", "FALSE", "0", "no", "No", "off", "OFF", "f", "n", " off "]
 
 
-@pytest.mark.parametrize(("raw", "expected"), [(s, True) for s in TRUE_SPELLINGS] + [(s, False) for s in FALSE_SPELLINGS])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [(s, True) for s in TRUE_SPELLINGS] + [(s, False) for s in FALSE_SPELLINGS]
+)
 def test_bool_spellings(raw: str, expected: bool, missing_cfg: Path) -> None:
     environ = {env_var("execute_in_thread"): raw, env_var("disabled"): raw}
 
@@ -370,7 +373,7 @@ def test_bool_spellings(raw: str, expected: bool, missing_cfg: Path) -> None:
     assert config.disabled is expected
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("42", 42), (" 7 ", 7), ("+3", 3), ("1_000", 1000)])
+@pytest.mark.parametrize(("raw", "expected"), [("42", 42), (" 7 ", 7), ("+3", 3)])
 def test_int_values(raw: str, expected: int, missing_cfg: Path) -> None:
     config = load_config(environ={env_var("emitter_queue_size"): raw}, config_file=missing_cfg)
 
@@ -429,72 +432,93 @@ def test_empty_transport_means_unset(raw: str, missing_cfg: Path) -> None:
 
 # --- errors ----------------------------------------------------------------------------
 
-# (key, raw text, how the bad value appears in the message, what the message says is allowed)
+
+class Bad(NamedTuple):
+    key: str
+    raw: str  #: the text in env or file
+    shown: str  #: how the bad value appears in the message
+    allowed: str  #: what the message says is allowed
+
+
 BAD_VALUES = [
-    pytest.param("emitter_queue_size", "ten", "'ten'", "an integer", id="int-non-numeric"),
-    pytest.param("emitter_queue_size", "1.5", "'1.5'", "an integer", id="int-fraction"),
-    pytest.param("emitter_queue_size", "-1", "-1", "an integer >= 1", id="queue-negative"),
-    pytest.param("emitter_queue_size", "0", "0", "an integer >= 1", id="queue-zero"),
-    pytest.param("emitter_retry_attempts", "0", "0", "an integer >= 1", id="attempts-zero"),
-    pytest.param("emitter_retry_attempts", "many", "'many'", "an integer", id="attempts-non-numeric"),
+    pytest.param(Bad("emitter_queue_size", "ten", "'ten'", "an integer"), id="int-non-numeric"),
+    pytest.param(Bad("emitter_queue_size", "1.5", "'1.5'", "an integer"), id="int-fraction"),
+    pytest.param(Bad("emitter_queue_size", "-1", "-1", "an integer >= 1"), id="queue-negative"),
+    pytest.param(Bad("emitter_queue_size", "0", "0", "an integer >= 1"), id="queue-zero"),
+    pytest.param(Bad("emitter_retry_attempts", "0", "0", "an integer >= 1"), id="attempts-zero"),
+    pytest.param(Bad("emitter_retry_attempts", "many", "'many'", "an integer"), id="attempts-non-numeric"),
     pytest.param(
-        "emitter_breaker_threshold",
-        "-1",
-        "-1",
-        "an integer (0 disables the breaker) >= 0",
+        Bad("emitter_breaker_threshold", "-1", "-1", "an integer (0 disables the breaker) >= 0"),
         id="threshold-negative",
     ),
-    pytest.param("emitter_call_timeout", "fast", "'fast'", "a number of seconds", id="seconds-non-numeric"),
-    pytest.param("emitter_call_timeout", "0", "0.0", "a number of seconds > 0", id="call-timeout-zero"),
-    pytest.param("emitter_call_timeout", "-2", "-2.0", "a number of seconds > 0", id="call-timeout-negative"),
-    pytest.param("execution_timeout", "0", "0.0", "a number of seconds > 0", id="execution-timeout-zero"),
-    pytest.param("execution_timeout", "10s", "'10s'", "a number of seconds", id="execution-timeout-unit"),
-    pytest.param("emitter_retry_deadline", "0", "0.0", "a number of seconds > 0", id="deadline-zero"),
     pytest.param(
-        "emitter_retry_initial_backoff", "0", "0.0", "a number of seconds > 0", id="initial-backoff-zero"
+        Bad("emitter_call_timeout", "fast", "'fast'", "a number of seconds"), id="seconds-non-numeric"
     ),
-    pytest.param("emitter_breaker_cooldown", "0", "0.0", "a number of seconds > 0", id="cooldown-zero"),
-    pytest.param("emitter_retry_after_max", "-1", "-1.0", "a number >= 0", id="retry-after-max-negative"),
-    pytest.param("emitter_shutdown_timeout", "-0.5", "-0.5", "a number >= 0", id="shutdown-negative"),
-    pytest.param("emitter_call_timeout", "nan", "'nan'", "a finite number of seconds", id="nan"),
-    pytest.param("emitter_retry_deadline", "inf", "'inf'", "a finite number of seconds", id="inf"),
-    pytest.param("emitter_shutdown_timeout", "-Infinity", "'-Infinity'", "a finite number", id="minus-inf"),
+    pytest.param(Bad("emitter_call_timeout", "0", "0.0", "a number of seconds > 0"), id="call-timeout-zero"),
     pytest.param(
-        "emitter_overflow", "block", "'block'", "one of drop_newest | drop_oldest", id="enum-unknown"
+        Bad("emitter_call_timeout", "-2", "-2.0", "a number of seconds > 0"), id="call-timeout-negative"
     ),
     pytest.param(
-        "execute_in_thread",
-        "maybe",
-        "'maybe'",
-        "a boolean (true/false, 1/0, yes/no, on/off)",
+        Bad("execution_timeout", "0", "0.0", "a number of seconds > 0"), id="execution-timeout-zero"
+    ),
+    pytest.param(
+        Bad("execution_timeout", "10s", "'10s'", "a number of seconds"), id="execution-timeout-unit"
+    ),
+    pytest.param(Bad("emitter_retry_deadline", "0", "0.0", "a number of seconds > 0"), id="deadline-zero"),
+    pytest.param(
+        Bad("emitter_retry_initial_backoff", "0", "0.0", "a number of seconds > 0"), id="initial-backoff-zero"
+    ),
+    pytest.param(Bad("emitter_breaker_cooldown", "0", "0.0", "a number of seconds > 0"), id="cooldown-zero"),
+    pytest.param(
+        Bad("emitter_retry_after_max", "-1", "-1.0", "a number >= 0"), id="retry-after-max-negative"
+    ),
+    pytest.param(Bad("emitter_shutdown_timeout", "-0.5", "-0.5", "a number >= 0"), id="shutdown-negative"),
+    pytest.param(Bad("emitter_call_timeout", "nan", "'nan'", "a finite number of seconds"), id="nan"),
+    pytest.param(Bad("emitter_retry_deadline", "inf", "'inf'", "a finite number of seconds"), id="inf"),
+    pytest.param(
+        Bad("emitter_shutdown_timeout", "-Infinity", "'-Infinity'", "a finite number"), id="minus-inf"
+    ),
+    pytest.param(
+        Bad("emitter_overflow", "block", "'block'", "one of drop_newest | drop_oldest"), id="enum-unknown"
+    ),
+    pytest.param(
+        Bad("execute_in_thread", "maybe", "'maybe'", "a boolean (true/false, 1/0, yes/no, on/off)"),
         id="bool-bad",
     ),
-    pytest.param("disabled", "2", "'2'", "a boolean", id="bool-number"),
+    pytest.param(Bad("disabled", "2", "'2'", "a boolean"), id="bool-number"),
 ]
 
 
-def load_bad(where: str, key: str, raw: str, write_cfg: WriteCfg, missing_cfg: Path) -> tuple[str, str]:
-    """Load ``key = raw`` from env or file; returns the ConfigError's message and the expected source."""
-    if where == "env":
-        environ, path, source = {env_var(key): raw}, missing_cfg, f"env {env_var(key)}"
-    else:
-        path = write_cfg({key: raw})
-        environ, source = {}, f"file {path}"
-    with pytest.raises(ConfigError) as excinfo:
-        load_config(environ=environ, config_file=path)
-    return str(excinfo.value), source
+LoadBad = Callable[[str, str, str], tuple[str, str]]
+
+
+@pytest.fixture
+def load_bad(write_cfg: WriteCfg, missing_cfg: Path) -> LoadBad:
+    """Load ``key = raw`` from ``where`` (env or file); returns the ConfigError's message and the source."""
+
+    def load(where: str, key: str, raw: str) -> tuple[str, str]:
+        if where == "env":
+            environ, path, source = {env_var(key): raw}, missing_cfg, f"env {env_var(key)}"
+        else:
+            path = write_cfg({key: raw})
+            environ, source = {}, f"file {path}"
+        with pytest.raises(ConfigError) as excinfo:
+            load_config(environ=environ, config_file=path)
+        return str(excinfo.value), source
+
+    return load
 
 
 @pytest.mark.parametrize("where", ["env", "file"])
-@pytest.mark.parametrize(("key", "raw", "shown", "allowed"), BAD_VALUES)
+@pytest.mark.parametrize("bad", BAD_VALUES)
 def test_bad_value_is_one_config_error_naming_key_value_allowed_and_source(
-    where: str, key: str, raw: str, shown: str, allowed: str, write_cfg: WriteCfg, missing_cfg: Path
+    where: str, bad: Bad, load_bad: LoadBad
 ) -> None:
-    message, source = load_bad(where, key, raw, write_cfg, missing_cfg)
+    message, source = load_bad(where, bad.key, bad.raw)
 
-    assert f"[openlineage] {key} = {shown} " in message
+    assert f"[openlineage] {bad.key} = {bad.shown} " in message
     assert f"(from {source})" in message
-    assert f"expected {allowed}" in message
+    assert f"expected {bad.allowed}" in message
 
 
 def test_config_error_carries_key_value_and_source(missing_cfg: Path) -> None:
@@ -502,7 +526,11 @@ def test_config_error_carries_key_value_and_source(missing_cfg: Path) -> None:
         load_config(environ={env_var("emitter_overflow"): "block"}, config_file=missing_cfg)
 
     err = excinfo.value
-    assert (err.key, err.value, err.source) == ("emitter_overflow", "block", f"env {env_var('emitter_overflow')}")
+    assert (err.key, err.value, err.source) == (
+        "emitter_overflow",
+        "block",
+        f"env {env_var('emitter_overflow')}",
+    )
     assert "drop_newest" in err.allowed
 
 
@@ -542,6 +570,17 @@ def test_max_backoff_below_initial_backoff_from_file_names_the_file(write_cfg: W
     assert f"(from file {path})" in str(excinfo.value)
 
 
+def test_initial_backoff_above_default_max_backoff_names_both_keys(missing_cfg: Path) -> None:
+    environ = {env_var("emitter_retry_initial_backoff"): "20"}
+
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(environ=environ, config_file=missing_cfg)
+
+    message = str(excinfo.value)
+    assert "emitter_retry_max_backoff" in message
+    assert "emitter_retry_initial_backoff (20)" in message
+
+
 def test_max_backoff_equal_to_initial_backoff_is_allowed(missing_cfg: Path) -> None:
     environ = {env_var("emitter_retry_initial_backoff"): "2", env_var("emitter_retry_max_backoff"): "2"}
 
@@ -560,10 +599,8 @@ def test_max_backoff_equal_to_initial_backoff_is_allowed(missing_cfg: Path) -> N
     ],
 )
 @pytest.mark.parametrize("where", ["env", "file"])
-def test_bad_transport_is_an_error_that_hides_the_value(
-    raw: str, where: str, write_cfg: WriteCfg, missing_cfg: Path
-) -> None:
-    message, source = load_bad(where, "transport", raw, write_cfg, missing_cfg)
+def test_bad_transport_is_an_error_that_hides_the_value(raw: str, where: str, load_bad: LoadBad) -> None:
+    message, source = load_bad(where, "transport", raw)
 
     assert "[openlineage] transport = '***' " in message
     assert "expected a JSON object" in message
@@ -604,9 +641,7 @@ INVALID_CONSTRUCTIONS: list[Any] = [
     ),
     pytest.param(lambda: RetryPolicy(attempts=0), "emitter_retry_attempts", id="attempts-zero"),
     pytest.param(lambda: RetryPolicy(deadline_s=0), "emitter_retry_deadline", id="deadline-zero"),
-    pytest.param(
-        lambda: RetryPolicy(deadline_s=float("inf")), "emitter_retry_deadline", id="deadline-inf"
-    ),
+    pytest.param(lambda: RetryPolicy(deadline_s=float("inf")), "emitter_retry_deadline", id="deadline-inf"),
     pytest.param(
         lambda: RetryPolicy(initial_backoff_s=2, max_backoff_s=1),
         "emitter_retry_max_backoff",
@@ -619,9 +654,15 @@ INVALID_CONSTRUCTIONS: list[Any] = [
         lambda: OpenLineageConfig(execution_timeout_s=0), "execution_timeout", id="execution-timeout-zero"
     ),
     pytest.param(
-        lambda: OpenLineageConfig(execute_in_thread="yes"), "execute_in_thread", id="execute-in-thread-str"
+        lambda: OpenLineageConfig(execute_in_thread="yes"),  # type: ignore[arg-type]
+        "execute_in_thread",
+        id="execute-in-thread-str",
     ),
-    pytest.param(lambda: OpenLineageConfig(disabled=1), "disabled", id="disabled-int"),
+    pytest.param(
+        lambda: OpenLineageConfig(disabled=1),  # type: ignore[arg-type]
+        "disabled",
+        id="disabled-int",
+    ),
 ]
 
 
@@ -689,7 +730,7 @@ def test_transport_config_unknown_key_is_named() -> None:
 
     message = str(excinfo.value)
     assert "transport.queue_sise" in message
-    assert "queue_size" in re.sub(r"transport\.queue_sise", "", message)  # the allowed keys are listed
+    assert "'queue_size'" in message  # the allowed keys are listed
 
 
 @pytest.mark.usefixtures("isolated_environ")
@@ -731,7 +772,9 @@ def test_transport_config_out_of_range_value_is_an_error() -> None:
 
 @pytest.mark.usefixtures("isolated_environ")
 def test_transport_config_defaults_are_the_openlineage_defaults() -> None:
-    config = ThreadedTransportConfig.from_dict({"type": "openlineage_emitter.ThreadedTransport", "inner": INNER})
+    config = ThreadedTransportConfig.from_dict(
+        {"type": "openlineage_emitter.ThreadedTransport", "inner": INNER}
+    )
 
     assert config.inner == INNER
     assert config.settings == EmitterSettings()
@@ -752,7 +795,9 @@ def test_transport_config_defaults_follow_openlineage_env(monkeypatch: pytest.Mo
 def test_transport_config_defaults_follow_the_airflow_cfg(
     monkeypatch: pytest.MonkeyPatch, write_cfg: WriteCfg
 ) -> None:
-    monkeypatch.setenv("AIRFLOW_CONFIG", str(write_cfg({"emitter_call_timeout": "2", "emitter_overflow": "drop_oldest"})))
+    monkeypatch.setenv(
+        "AIRFLOW_CONFIG", str(write_cfg({"emitter_call_timeout": "2", "emitter_overflow": "drop_oldest"}))
+    )
 
     settings = ThreadedTransportConfig.from_dict({"inner": INNER}).settings
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any, Protocol
 
 import attrs
 import pytest
@@ -20,7 +21,7 @@ class Sink:
     """A backend that records what it receives; ``gate`` holds every call until opened."""
 
     def __init__(self) -> None:
-        self.received: list[object] = []
+        self.received: list[Any] = []
         self.gate = threading.Event()
         self.gate.set()
         self.calls = 0
@@ -37,8 +38,13 @@ def sink() -> Sink:
     return Sink()
 
 
+class MakeEmitter(Protocol):
+    def __call__(self, settings: EmitterSettings | None = None) -> ThreadEmitter: ...
+
+
 @pytest.fixture
-def make_emitter(sink: Sink) -> Iterator[type[ThreadEmitter]]:
+def make_emitter(sink: Sink) -> Iterator[MakeEmitter]:
+    """Emitters that deliver to ``sink``; all closed at teardown."""
     made: list[ThreadEmitter] = []
 
     def make(settings: EmitterSettings | None = None) -> ThreadEmitter:
@@ -46,13 +52,13 @@ def make_emitter(sink: Sink) -> Iterator[type[ThreadEmitter]]:
         made.append(emitter)
         return emitter
 
-    yield make  # type: ignore[misc]
+    yield make
     sink.gate.set()
     for emitter in made:
         emitter.close(2)
 
 
-def test_delivers_in_submission_order(make_emitter, sink: Sink) -> None:  # type: ignore[no-untyped-def]
+def test_delivers_in_submission_order(make_emitter: MakeEmitter, sink: Sink) -> None:
     emitter = make_emitter()
     for i in range(100):
         assert emitter.submit(i) is True
@@ -60,7 +66,7 @@ def test_delivers_in_submission_order(make_emitter, sink: Sink) -> None:  # type
     assert sink.received == list(range(100))
 
 
-def test_submit_does_not_wait_for_the_backend(make_emitter, sink: Sink) -> None:  # type: ignore[no-untyped-def]
+def test_submit_does_not_wait_for_the_backend(make_emitter: MakeEmitter, sink: Sink) -> None:
     sink.gate.clear()
     emitter = make_emitter()
     for i in range(50):
@@ -72,7 +78,7 @@ def test_submit_does_not_wait_for_the_backend(make_emitter, sink: Sink) -> None:
     assert sink.received == []
 
 
-def test_drop_newest_refuses_events_past_the_bound(make_emitter, sink: Sink) -> None:  # type: ignore[no-untyped-def]
+def test_drop_newest_refuses_events_past_the_bound(make_emitter: MakeEmitter, sink: Sink) -> None:
     sink.gate.clear()
     emitter = make_emitter(EmitterSettings(queue_size=5, overflow=Overflow.DROP_NEWEST))
     emitter.submit("in-flight")
@@ -85,7 +91,7 @@ def test_drop_newest_refuses_events_past_the_bound(make_emitter, sink: Sink) -> 
     assert sink.received == ["in-flight", 0, 1, 2, 3, 4]
 
 
-def test_drop_oldest_evicts_the_oldest_queued_event(make_emitter, sink: Sink) -> None:  # type: ignore[no-untyped-def]
+def test_drop_oldest_evicts_the_oldest_queued_event(make_emitter: MakeEmitter, sink: Sink) -> None:
     sink.gate.clear()
     emitter = make_emitter(EmitterSettings(queue_size=5, overflow=Overflow.DROP_OLDEST))
     emitter.submit("in-flight")
@@ -98,7 +104,7 @@ def test_drop_oldest_evicts_the_oldest_queued_event(make_emitter, sink: Sink) ->
     assert sink.received == ["in-flight", 3, 4, 5, 6, 7]
 
 
-def test_concurrent_submits_lose_and_duplicate_nothing(make_emitter, sink: Sink) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_submits_lose_and_duplicate_nothing(make_emitter: MakeEmitter, sink: Sink) -> None:
     threads, per_thread = 16, 5_000
     emitter = make_emitter(EmitterSettings(queue_size=threads * per_thread))
     start = threading.Barrier(threads)
@@ -118,12 +124,12 @@ def test_concurrent_submits_lose_and_duplicate_nothing(make_emitter, sink: Sink)
     assert len(received) == threads * per_thread
     assert len(set(received)) == threads * per_thread
     for t in range(threads):  # each producer's events stay in its order
-        assert [i for (src, i) in received if src == t] == list(range(per_thread))  # type: ignore[misc]
+        assert [i for (src, i) in received if src == t] == list(range(per_thread))
     stats = emitter.stats()
     assert (stats.submitted, stats.delivered, stats.dropped_total) == (80_000, 80_000, 0)
 
 
-def test_a_failing_backend_never_raises_into_the_caller(make_emitter) -> None:  # type: ignore[no-untyped-def]
+def test_a_failing_backend_never_raises_into_the_caller(make_emitter: MakeEmitter) -> None:
     def explode(_event: object) -> None:
         raise KeyboardInterrupt  # even a BaseException stays on the worker
 
@@ -138,7 +144,7 @@ def test_a_failing_backend_never_raises_into_the_caller(make_emitter) -> None:  
         emitter.close(1)
 
 
-def test_every_submitted_event_is_accounted_for(make_emitter, sink: Sink) -> None:  # type: ignore[no-untyped-def]
+def test_every_submitted_event_is_accounted_for(make_emitter: MakeEmitter, sink: Sink) -> None:
     sink.gate.clear()
     emitter = make_emitter(EmitterSettings(queue_size=3, shutdown_timeout_s=0.2))
     for i in range(10):
@@ -154,14 +160,14 @@ def test_every_submitted_event_is_accounted_for(make_emitter, sink: Sink) -> Non
     assert stats.dropped["shutdown"] == 3
 
 
-def test_submit_after_close_is_refused(make_emitter) -> None:  # type: ignore[no-untyped-def]
+def test_submit_after_close_is_refused(make_emitter: MakeEmitter) -> None:
     emitter = make_emitter()
     assert emitter.close(1) is True
     assert emitter.submit("late") is False
     assert emitter.stats().dropped["closed"] == 1
 
 
-def test_flush_reports_false_when_the_deadline_passes(make_emitter, sink: Sink) -> None:  # type: ignore[no-untyped-def]
+def test_flush_reports_false_when_the_deadline_passes(make_emitter: MakeEmitter, sink: Sink) -> None:
     sink.gate.clear()
     emitter = make_emitter()
     emitter.submit("stuck")
@@ -170,7 +176,7 @@ def test_flush_reports_false_when_the_deadline_passes(make_emitter, sink: Sink) 
     assert emitter.flush(5) is True
 
 
-def test_flush_reports_false_when_an_event_was_given_up(make_emitter) -> None:  # type: ignore[no-untyped-def]
+def test_flush_reports_false_when_an_event_was_given_up(make_emitter: MakeEmitter) -> None:
     gate = threading.Event()
 
     def reject(_event: object) -> None:
@@ -187,7 +193,7 @@ def test_flush_reports_false_when_an_event_was_given_up(make_emitter) -> None:  
         emitter.close(1)
 
 
-def test_close_gives_up_at_its_deadline_with_a_stuck_backend(make_emitter, sink: Sink) -> None:  # type: ignore[no-untyped-def]
+def test_close_gives_up_at_its_deadline_with_a_stuck_backend(make_emitter: MakeEmitter, sink: Sink) -> None:
     sink.gate.clear()
     emitter = make_emitter(EmitterSettings(call_timeout_s=30))
     for i in range(5):
@@ -196,7 +202,7 @@ def test_close_gives_up_at_its_deadline_with_a_stuck_backend(make_emitter, sink:
     assert emitter.stats().dropped["shutdown"] == 4  # the fifth is in flight
 
 
-def test_one_worker_thread_however_many_submits(make_emitter) -> None:  # type: ignore[no-untyped-def]
+def test_one_worker_thread_however_many_submits(make_emitter: MakeEmitter) -> None:
     emitter = make_emitter()
     before = {t.ident for t in emitter_threads()}
     for i in range(1000):
@@ -206,7 +212,7 @@ def test_one_worker_thread_however_many_submits(make_emitter) -> None:  # type: 
     assert len(workers) == 1
 
 
-def test_stats_is_a_frozen_snapshot(make_emitter) -> None:  # type: ignore[no-untyped-def]
+def test_stats_is_a_frozen_snapshot(make_emitter: MakeEmitter) -> None:
     emitter = make_emitter()
     emitter.submit("a")
     assert emitter.flush(5)
@@ -221,7 +227,7 @@ def test_stats_is_a_frozen_snapshot(make_emitter) -> None:  # type: ignore[no-un
     assert stats.latency_p50_s <= stats.latency_p99_s
 
 
-def test_retries_are_counted(make_emitter) -> None:  # type: ignore[no-untyped-def]
+def test_retries_are_counted(make_emitter: MakeEmitter) -> None:
     failures = iter([ConnectionError("down"), ConnectionError("down")])
 
     def flaky(_event: object) -> None:

@@ -63,10 +63,11 @@ _STOP = object()
 class TimedCaller:
     """``call(arg, timeout_s)`` runs ``fn(arg)`` on a helper thread and waits at most ``timeout_s``.
 
-    At most ``max_abandoned`` abandoned calls are alive, and a new helper thread is only
-    started while fewer are, so at most ``max_abandoned + 1`` helper threads exist at any
-    time. While the cap is reached ``call`` waits (bounded) for one to return, then raises
-    ``BackendBusy``: the emitter stops calling a backend that does not answer.
+    A new helper thread is only started while fewer than ``max_abandoned`` abandoned
+    calls are alive, so at most ``max_abandoned`` helper threads exist at any time (2:
+    with the worker, 3 threads). While the cap is reached ``call`` waits (bounded) for
+    one to return, then raises ``BackendBusy``: the emitter stops calling a backend
+    that does not answer.
     """
 
     def __init__(self, fn: Callable[[Any], object], *, max_abandoned: int, name: str) -> None:

@@ -68,9 +68,9 @@ def _scenario(kind: str, events: int) -> list[str]:
             peak_threads = max(peak_threads, transport.stats().threads_alive)
             time.sleep(0.02)
         peak_threads = max(peak_threads, transport.stats().threads_alive)
-        start = time.perf_counter()
+        closing = time.perf_counter()
         transport.close(CLOSE_BUDGET_S)
-        close_s = time.perf_counter() - start
+        close_s = time.perf_counter() - closing
         stats = transport.stats()
     costs_us.sort()
     return [
@@ -89,7 +89,12 @@ def run_demo(events: int, out: TextIO) -> int:
     logging.getLogger("openlineage_emitter").addHandler(logging.NullHandler())
     logging.getLogger("openlineage_emitter").propagate = False
     header = [
-        "backend", "emit median us", "emit p99 us", "close s", "delivered", "not delivered",
+        "backend",
+        "emit median us",
+        "emit p99 us",
+        "close s",
+        "delivered",
+        "not delivered",
         "emitter threads",
     ]
     out.write(
@@ -102,7 +107,11 @@ def run_demo(events: int, out: TextIO) -> int:
         rows.append(_scenario(kind, events))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for n, row in enumerate(rows):
-        out.write("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        out.write(
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         out.write("\n")
         if n == 0:
             out.write("  ".join("-" * w for w in widths) + "\n")

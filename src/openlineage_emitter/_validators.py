@@ -108,3 +108,14 @@ def positive(what: str = "a number of seconds") -> Any:
 def is_bool(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, bool):
         raise ConfigError(key_of(attribute), value, "a boolean")
+
+
+def member_of(enum_type: type[enum.Enum]) -> Any:
+    """attrs validator: value is a member of ``enum_type``."""
+
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not isinstance(value, enum_type):
+            allowed = " | ".join(str(m.value) for m in enum_type)
+            raise ConfigError(key_of(attribute), value, f"one of {allowed}")
+
+    return check

@@ -166,10 +166,11 @@ class ThreadEmitter:
         """
         budget_s = self._settings.shutdown_timeout_s if timeout_s is None else timeout_s
         with self._lock:
-            already = self._closed
+            if self._closed:
+                # Already closed (e.g. explicitly, then again at exit): the first close
+                # spent the budget; a second one must not wait again.
+                return not self._queue and not self._in_flight
             self._closed = True
-        if already and self._worker is None:
-            return not self._queue
         self._wake.set()
         drained = self.flush(budget_s)
         with self._lock:

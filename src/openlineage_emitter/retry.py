@@ -80,9 +80,11 @@ class RetryPolicy:
         """Seconds to sleep before the next attempt: ``Retry-After`` if the backend sent one."""
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         verdict = classify(exc) if exc is not None else None
+        backoff_s = float(self.backoff()(retry_state))
         if verdict is not None and verdict.retry_after_s is not None:
-            return min(verdict.retry_after_s, self.retry_after_max_s)
-        return float(self.backoff()(retry_state))
+            # Wait as long as the backend asks (capped), but never less than the backoff.
+            return max(backoff_s, min(verdict.retry_after_s, self.retry_after_max_s))
+        return backoff_s
 
     def retrying(
         self,
@@ -118,7 +120,8 @@ def _chain(exc: BaseException) -> list[BaseException]:
     cur: BaseException | None = exc
     while cur is not None and cur not in seen and len(seen) < 8:
         seen.append(cur)
-        cur = cur.__cause__ or cur.__context__
+        # `raise X from None` means "X is the whole story": do not look behind it.
+        cur = cur.__cause__ or (None if cur.__suppress_context__ else cur.__context__)
     return seen
 
 
@@ -148,6 +151,12 @@ def classify(exc: BaseException) -> Verdict:
             return Verdict(True, "call_timeout")
         if isinstance(err, requests.exceptions.RetryError):
             return Verdict(True, "http_retries_exhausted")
+        if isinstance(err, requests.RequestException) and isinstance(
+            err, (ValueError, requests.exceptions.InvalidJSONError)
+        ):
+            # InvalidURL, MissingSchema, InvalidHeader, InvalidJSONError...: requests makes
+            # these OSErrors too, but no retry can fix a malformed request.
+            return Verdict(False, "invalid_request")
         if isinstance(err, (requests.ConnectionError, requests.Timeout, ConnectionError)):
             return Verdict(True, "connection_error")
         if isinstance(err, (TimeoutError, OSError)):
@@ -164,7 +173,7 @@ def parse_retry_after(value: object) -> float | None:
     text = str(value).strip()
     if not text:
         return None
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)

@@ -33,7 +33,7 @@ class EmitterSettings:
     )
     overflow: Overflow = attrs.field(
         default=Overflow.DROP_NEWEST,
-        validator=attrs.validators.instance_of(Overflow),
+        validator=v.member_of(Overflow),
         metadata={"key": "emitter_overflow"},
     )
     call_timeout_s: float = attrs.field(

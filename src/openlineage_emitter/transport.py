@@ -57,6 +57,12 @@ _RETRY_KEYS = {
     "retry_after_max": ("retry_after_max_s", v.parse_seconds),
 }
 
+_AS_TRANSPORT_KEY = {
+    **{f"emitter_{key}": key for key in _TOP_KEYS},
+    **{f"emitter_retry_{key}": f"retry.{key}" for key in _RETRY_KEYS if key != "retry_after_max"},
+    "emitter_retry_after_max": "retry.retry_after_max",
+}
+
 
 def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(given) - allowed)
@@ -84,7 +90,7 @@ class ThreadedTransportConfig(Config):
                 f"{where}.inner",
                 inner,
                 'the wrapped transport\'s config, e.g. {"type": "http", "url": "..."}',
-                secret=isinstance(inner, Mapping),
+                secret=True,
             )
         base = load_config().emitter
         top: dict[str, Any] = {
@@ -101,7 +107,11 @@ class ThreadedTransportConfig(Config):
             for key, (attr, parse) in _RETRY_KEYS.items()
             if key in retry_given
         }
-        settings = attrs.evolve(base, retry=attrs.evolve(base.retry, **retry), **top)
+        try:
+            settings = attrs.evolve(base, retry=attrs.evolve(base.retry, **retry), **top)
+        except ConfigError as err:  # name the key as the operator wrote it
+            key = _AS_TRANSPORT_KEY.get(err.key, err.key)
+            raise ConfigError(f"{where}.{key}", err.value, err.allowed) from None
         return cls(inner=dict(inner), settings=settings)
 
 

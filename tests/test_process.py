@@ -1,0 +1,155 @@
+"""Process boundaries: a real os.fork, and real interpreter exit in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from openlineage.client.event_v2 import RunState
+
+from openlineage_emitter import EmitterSettings, RetryPolicy, ThreadedTransport
+from openlineage_emitter.collector import Answer, Collector
+from tests.conftest import make_event, wait_until
+
+pytestmark = pytest.mark.integration
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def wait_child(pid: int, timeout_s: float) -> int:
+    """waitpid with a deadline; kills the child if it overruns. Returns its exit code."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"child {pid} did not exit within {timeout_s}s")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_starts_empty_and_never_resends_the_parents_events(collector: Collector) -> None:
+    collector.script([Answer(hang=True)])  # holds the parent's first call in flight
+    transport = ThreadedTransport.wrap(
+        {"type": "http", "url": collector.url},
+        EmitterSettings(call_timeout_s=1.0, retry=RetryPolicy(initial_backoff_s=0.01)),
+    )
+    try:
+        parent_events = [make_event(job="parent") for _ in range(5)]
+        for event in parent_events:
+            transport.emit(event)
+        assert collector.wait_for(1, timeout_s=5, delivered=False)
+
+        pid = os.fork()
+        if pid == 0:  # child: exit code says what it saw
+            code = 0
+            try:
+                stats = transport.stats()
+                if (stats.submitted, stats.queue_depth, stats.in_flight) != (0, 0, 0):
+                    code = 10
+                transport.emit(make_event(job="child"))
+                if code == 0 and not transport.close(5):
+                    code = 11
+            except BaseException:  # noqa: BLE001 - a child must never return into pytest
+                code = 12
+            os._exit(code)
+
+        assert wait_child(pid, 10) == 0
+        assert transport.flush(10)
+        delivered = collector.events
+        by_job = sorted(e["job"]["name"] for e in delivered)
+        assert by_job == ["child"] + ["parent"] * 5
+        assert sorted(e["run"]["runId"] for e in delivered if e["job"]["name"] == "parent") == sorted(
+            e.run.runId for e in parent_events
+        )
+    finally:
+        transport.close(1)
+
+
+CHILD_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from openlineage.client import OpenLineageClient
+    sys.path.insert(0, {root!r})
+    from tests.conftest import make_event
+
+    client = OpenLineageClient(config={{"transport": {{
+        "type": "openlineage_emitter.ThreadedTransport",
+        "inner": {{"type": "http", "url": sys.argv[1], "timeout": 60}},
+        "call_timeout": 30, "shutdown_timeout": {budget}}}}})
+    for _ in range({count}):
+        client.emit(make_event())
+    print("exiting", flush=True)
+    {ending}
+    """
+)
+
+
+def run_child(url: str, *, count: int, budget_s: float, ending: str = "") -> tuple[float, str, int]:
+    """Run CHILD_SCRIPT; returns (seconds from 'exiting' to process end, stderr, exit code)."""
+    script = CHILD_SCRIPT.format(root=ROOT, budget=budget_s, count=count, ending=ending)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        marked = time.monotonic()
+        assert line.strip() == "exiting", proc.stderr.read() if proc.stderr else ""
+        _, err = proc.communicate(timeout=budget_s + 10)
+        return time.monotonic() - marked, err, proc.returncode
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_events_pending_at_exit_are_delivered(collector: Collector) -> None:
+    _, err, code = run_child(collector.url, count=20, budget_s=5)
+    assert code == 0, err
+    assert len(collector.events) == 20
+
+
+def test_exit_with_a_hung_backend_takes_at_most_the_shutdown_budget() -> None:
+    budget_s = 1.0
+    with Collector(Answer(hang=True)) as hung:
+        took_s, err, code = run_child(hung.url, count=20, budget_s=budget_s)
+    assert code == 0, err
+    assert took_s <= budget_s + 0.5
+    assert "20 event(s) undelivered" in err  # logged, not silently lost
+
+
+def test_explicit_close_with_a_hung_backend_keeps_its_deadline() -> None:
+    with Collector(Answer(hang=True)) as hung:
+        took_s, err, code = run_child(
+            hung.url, count=5, budget_s=30, ending="print(client.close(0.5), file=sys.stderr)"
+        )
+    assert code == 0, err
+    assert "False" in err
+    assert took_s <= 0.5 + 0.5
+
+
+def test_a_run_emitted_across_fork_keeps_start_before_complete(collector: Collector) -> None:
+    transport = ThreadedTransport.wrap({"type": "http", "url": collector.url}, EmitterSettings())
+    try:
+        run = make_event().run.runId
+        transport.emit(make_event(RunState.START, run))
+        assert transport.flush(5)
+        pid = os.fork()
+        if pid == 0:
+            transport.emit(make_event(RunState.COMPLETE, run))
+            os._exit(0 if transport.close(5) else 1)
+        assert wait_child(pid, 10) == 0
+        assert wait_until(lambda: len(collector.events) == 2)
+        assert [e["eventType"] for e in collector.events] == ["START", "COMPLETE"]
+    finally:
+        transport.close(1)
