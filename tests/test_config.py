@@ -246,6 +246,10 @@ SAMPLES: dict[str, tuple[str, Callable[[OpenLineageConfig], object], object]] = 
     "emitter_breaker_threshold": ("0", lambda c: c.emitter.breaker_threshold, 0),
     "emitter_breaker_cooldown": ("60", lambda c: c.emitter.breaker_cooldown_s, 60.0),
     "emitter_shutdown_timeout": ("0", lambda c: c.emitter.shutdown_timeout_s, 0.0),
+    "emitter_spool_dir": ("/var/spool/ol", lambda c: c.emitter.spool_dir, "/var/spool/ol"),
+    "emitter_spool_max_bytes": ("4096", lambda c: c.emitter.spool_max_bytes, 4096),
+    "emitter_force_fork": ("true", lambda c: c.force_fork, True),
+    "emitter_plugin_enabled": ("off", lambda c: c.plugin_enabled, False),
 }
 
 

@@ -104,8 +104,17 @@ class TimedCaller:
                 self._idle = _Runner(self, f"{self._name}-call")
             return self._idle
 
-    def call(self, arg: Any, timeout_s: float, cancelled: Callable[[], bool] = lambda: False) -> object:
-        runner = self._runner(timeout_s, cancelled)
+    def call(
+        self,
+        arg: Any,
+        timeout_s: float,
+        cancelled: Callable[[], bool] = lambda: False,
+        *,
+        busy_wait_s: float | None = None,
+    ) -> object:
+        """``fn(arg)`` on a helper thread; ``busy_wait_s`` (default ``timeout_s``) bounds
+        the wait for a free thread while the abandoned-call cap is reached."""
+        runner = self._runner(timeout_s if busy_wait_s is None else busy_wait_s, cancelled)
         runner.start(arg)
         runner.done.wait(timeout_s)
         with self.lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import os
 from typing import Any, TypeVar
 
 import attrs
@@ -56,6 +57,18 @@ def parse_seconds(key: str, raw: object) -> float:
     if not math.isfinite(value):
         raise ConfigError(key, raw, "a finite number of seconds")
     return value
+
+
+def parse_optional_path(key: str, raw: object) -> str | None:
+    """A filesystem path; empty means unset. ``~`` is expanded."""
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    if not text:
+        return None
+    if "\x00" in text:
+        raise ConfigError(key, raw, "a filesystem path")
+    return os.path.expanduser(text)
 
 
 def parse_enum(key: str, raw: object, enum_type: type[_E]) -> _E:

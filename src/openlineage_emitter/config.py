@@ -36,6 +36,10 @@ class OpenLineageConfig:
         default=10.0, validator=v.positive(), metadata={"key": "execution_timeout"}
     )
     disabled: bool = attrs.field(default=False, validator=v.is_bool, metadata={"key": "disabled"})
+    force_fork: bool = attrs.field(default=False, validator=v.is_bool, metadata={"key": "emitter_force_fork"})
+    plugin_enabled: bool = attrs.field(
+        default=True, validator=v.is_bool, metadata={"key": "emitter_plugin_enabled"}
+    )
     transport: Mapping[str, Any] | None = attrs.field(default=None, metadata={"key": "transport"})
     emitter: EmitterSettings = attrs.field(factory=EmitterSettings)
 
@@ -74,6 +78,10 @@ KEYS: tuple[Key, ...] = (
     Key("emitter_breaker_threshold", ("emitter", "breaker_threshold"), v.parse_int),
     Key("emitter_breaker_cooldown", ("emitter", "breaker_cooldown_s"), v.parse_seconds),
     Key("emitter_shutdown_timeout", ("emitter", "shutdown_timeout_s"), v.parse_seconds),
+    Key("emitter_spool_dir", ("emitter", "spool_dir"), v.parse_optional_path),
+    Key("emitter_spool_max_bytes", ("emitter", "spool_max_bytes"), v.parse_int),
+    Key("emitter_force_fork", ("force_fork",), v.parse_bool),
+    Key("emitter_plugin_enabled", ("plugin_enabled",), v.parse_bool),
 )
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 

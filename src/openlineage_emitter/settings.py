@@ -51,3 +51,14 @@ class EmitterSettings:
     shutdown_timeout_s: float = attrs.field(
         default=5.0, validator=v.at_least(0), metadata={"key": "emitter_shutdown_timeout"}
     )
+    #: Where undeliverable events are spilled (None: no spool). Used by ThreadedTransport.
+    spool_dir: str | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.instance_of(str)),
+        metadata={"key": "emitter_spool_dir"},
+    )
+    spool_max_bytes: int = attrs.field(
+        default=100 * 1024 * 1024,
+        validator=v.at_least(1, what="an integer number of bytes"),
+        metadata={"key": "emitter_spool_max_bytes"},
+    )

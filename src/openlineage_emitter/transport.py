@@ -155,6 +155,9 @@ class ThreadedTransport(Transport):
 
     def emit(self, event: Any) -> None:
         """Queue the event; never blocks, never raises."""
+        if _synchronous:
+            _emit_now(self.inner, event)
+            return
         self._emitter.submit(event)
 
     def flush(self, timeout_s: float) -> bool:
@@ -177,6 +180,24 @@ class ThreadedTransport(Transport):
             # The parent's pooled keep-alive sockets are shared with the child; writing
             # to them from two processes interleaves requests. Start a new session.
             self.inner.session = None
+
+
+_synchronous = False
+
+
+def use_synchronous_emission() -> None:
+    """From now on, in this process, ``ThreadedTransport.emit`` calls the inner transport
+    directly. For a forked child that ends with ``os._exit``: no worker would get to
+    send what it queued."""
+    global _synchronous  # noqa: PLW0603 - one switch per process, by design
+    _synchronous = True
+
+
+def _emit_now(inner: Transport, event: Any) -> None:
+    try:
+        inner.emit(event)
+    except Exception as exc:  # noqa: BLE001 - emission never raises into the caller
+        log.warning("synchronous OpenLineage emission failed: %s: %s", type(exc).__name__, exc)
 
 
 def _reset_child(ref: weakref.ref[ThreadedTransport]) -> None:

@@ -1,0 +1,219 @@
+"""How a listener hook runs its callable: in-process on a bounded thread, or in a forked child.
+
+The callable extracts metadata, builds events and emits them. With the thread strategy
+its emits go to the process's thread emitter, so the caller waits for extraction only,
+never for the network. The fork strategy is the legacy path, made safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from openlineage_emitter._caller import TimedCaller
+from openlineage_emitter._ratelimit import RateLimitedLog
+from openlineage_emitter.config import OpenLineageConfig
+from openlineage_emitter.retry import BackendBusy, CallTimeout
+from openlineage_emitter.transport import use_synchronous_emission
+
+log = logging.getLogger(__name__)
+
+#: Seconds a timed-out child gets between SIGTERM and SIGKILL.
+KILL_GRACE_S = 0.5
+
+
+class Strategy(Protocol):
+    name: str
+
+    def run(self, fn: Callable[[], object], name: str) -> bool:
+        """Run ``fn``; True if it finished within the execution timeout. Never raises."""
+        ...
+
+
+class ThreadStrategy:
+    """Run the callable on a helper thread; wait at most ``execution_timeout_s``.
+
+    An extraction that overruns is abandoned (Python cannot kill it). While one
+    abandoned extraction is still running, further callables are skipped — counted and
+    warned about — rather than piling up threads: at most one helper thread exists.
+    """
+
+    name = "thread"
+
+    def __init__(self, execution_timeout_s: float) -> None:
+        self.execution_timeout_s = execution_timeout_s
+        self._caller = TimedCaller(_call, max_abandoned=1, name="openlineage-extraction")
+        self._warn = RateLimitedLog(log)
+        self._lock = threading.Lock()
+        self.abandoned = 0
+        self.skipped = 0
+
+    def run(self, fn: Callable[[], object], name: str) -> bool:
+        try:
+            self._caller.call(fn, self.execution_timeout_s, busy_wait_s=0)
+        except BackendBusy:
+            with self._lock:
+                self.skipped += 1
+            self._warn.warn(
+                "skipped",
+                "OpenLineage %s skipped: an earlier extraction is still running past "
+                "execution_timeout (%.0fs); check the extractor or raise execution_timeout",
+                name,
+                self.execution_timeout_s,
+            )
+            return False
+        except CallTimeout:
+            with self._lock:
+                self.abandoned += 1
+            self._warn.warn(
+                "abandoned",
+                "OpenLineage %s did not finish within execution_timeout (%.0fs); abandoned it "
+                "(its thread ends when it returns)",
+                name,
+                self.execution_timeout_s,
+            )
+            return False
+        except Exception:
+            log.warning("OpenLineage %s failed", name, exc_info=True)
+            return False
+        return True
+
+    def threads_alive(self) -> int:
+        return self._caller.threads_alive()
+
+
+def _call(fn: Callable[[], object]) -> object:
+    return fn()
+
+
+class ForkStrategy:
+    """The legacy path: fork, run the callable in the child, wait, terminate, always reap.
+
+    It refuses to fork a multi-threaded process (``fork()`` copies locks other threads
+    hold: the child can deadlock on import, logging or SSL locks) and runs ``fallback``
+    instead, warning once per process, unless ``force`` is set.
+    """
+
+    name = "fork"
+
+    def __init__(
+        self,
+        execution_timeout_s: float,
+        fallback: Strategy,
+        *,
+        force: bool = False,
+        child_setup: Callable[[], None] | None = None,
+    ) -> None:
+        self.execution_timeout_s = execution_timeout_s
+        self.fallback = fallback
+        self.force = force
+        self.child_setup = child_setup
+        self.fallbacks = 0
+        self.kills = 0
+        self._warned = False
+
+    def run(self, fn: Callable[[], object], name: str) -> bool:
+        if threading.active_count() > 1 and not self.force:
+            self.fallbacks += 1
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "OpenLineage: not forking for %s: this process runs %d threads and fork() "
+                    "could deadlock the child; using the thread strategy instead (set "
+                    "[openlineage] emitter_force_fork = True to fork anyway)",
+                    name,
+                    threading.active_count(),
+                )
+            return self.fallback.run(fn, name)
+        try:
+            pid = os.fork()
+        except OSError:
+            log.warning("OpenLineage: fork failed for %s; using the thread strategy", name, exc_info=True)
+            return self.fallback.run(fn, name)
+        if pid == 0:
+            _child(fn, name, self.child_setup)  # never returns
+        return self._wait(pid, name)
+
+    def _wait(self, pid: int, name: str) -> bool:
+        finished = False
+        try:
+            finished = _wait_pid(pid, self.execution_timeout_s)
+            if not finished:
+                log.warning(
+                    "OpenLineage %s child %d did not finish within execution_timeout (%.0fs); terminating it",
+                    name,
+                    pid,
+                    self.execution_timeout_s,
+                )
+            return finished
+        finally:
+            # Also on KeyboardInterrupt/SystemExit while waiting: never leave a zombie.
+            if not finished:
+                self.kills += 1
+                _terminate_and_reap(pid)
+
+
+def _child(fn: Callable[[], object], name: str, setup: Callable[[], None] | None) -> None:
+    code = 1
+    try:
+        # The task runner's handlers (inherited) ignore SIGTERM in the child: a timed-out
+        # child then lives until SIGKILL. Default handling makes SIGTERM end it at once.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        use_synchronous_emission()
+        if setup is not None:
+            setup()
+        fn()
+        code = 0
+    except BaseException:  # noqa: BLE001 - the child must reach os._exit whatever happens
+        with contextlib.suppress(BaseException):
+            log.warning("OpenLineage %s failed in the forked child", name, exc_info=True)
+    finally:
+        # A broken logging handler must not keep the child alive either.
+        with contextlib.suppress(BaseException):
+            logging.shutdown()
+        os._exit(code)
+
+
+def _wait_pid(pid: int, timeout_s: float) -> bool:
+    """Reap ``pid`` if it exits within ``timeout_s``; True if it did."""
+    deadline = time.monotonic() + timeout_s
+    pause_s = 0.001
+    while True:
+        done, _status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(pause_s, remaining))
+        pause_s = min(pause_s * 2, 0.02)
+
+
+def _terminate_and_reap(pid: int) -> None:
+    for sig, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        if wait_s is None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            return
+        try:
+            if _wait_pid(pid, wait_s):
+                return
+        except ChildProcessError:
+            return
+
+
+def select_strategy(config: OpenLineageConfig) -> Strategy:
+    """``execute_in_thread`` (default True) selects the thread strategy, False the fork one."""
+    thread = ThreadStrategy(config.execution_timeout_s)
+    if config.execute_in_thread:
+        return thread
+    return ForkStrategy(config.execution_timeout_s, thread, force=config.force_fork)
