@@ -171,7 +171,7 @@ def _child(fn: Callable[[], object], name: str, setup: Callable[[], None] | None
             setup()
         fn()
         code = 0
-    except BaseException:  # noqa: BLE001 - the child must reach os._exit whatever happens
+    except BaseException:
         with contextlib.suppress(BaseException):
             log.warning("OpenLineage %s failed in the forked child", name, exc_info=True)
     finally:

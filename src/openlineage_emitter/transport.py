@@ -136,9 +136,11 @@ class ThreadedTransport(Transport):
     kind = "threaded"
     config_class = ThreadedTransportConfig
 
-    def __init__(self, config: ThreadedTransportConfig) -> None:
+    def __init__(self, config: ThreadedTransportConfig, inner: Transport | None = None) -> None:
         self.config = config
-        self.inner: Transport = get_default_factory().create(_inner_config(config.inner, config.settings))
+        self.inner: Transport = inner or get_default_factory().create(
+            _inner_config(config.inner, config.settings)
+        )
         self._emitter = ThreadEmitter(
             self.inner.emit, config.settings, name=f"openlineage-emitter[{self.inner.kind}]"
         )
@@ -152,6 +154,20 @@ class ThreadedTransport(Transport):
     ) -> ThreadedTransport:
         """Build from an inner transport config dict and explicit settings."""
         return cls(ThreadedTransportConfig(inner=dict(inner), settings=settings or load_config().emitter))
+
+    @classmethod
+    def around(cls, inner: Transport, settings: EmitterSettings | None = None) -> ThreadedTransport:
+        """Wrap an already built transport (e.g. the one an OpenLineage client made).
+
+        An ``HttpTransport``'s own urllib3 retries are switched off here too.
+        """
+        if isinstance(inner, HttpTransport):
+            inner.config.retry = dict(NO_HTTP_RETRY)
+            inner.session = None  # rebuilt on first use with the new retry settings
+        config = ThreadedTransportConfig(
+            inner={"type": inner.kind or type(inner).__name__}, settings=settings or load_config().emitter
+        )
+        return cls(config, inner)
 
     def emit(self, event: Any) -> None:
         """Queue the event; never blocks, never raises."""
