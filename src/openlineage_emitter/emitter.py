@@ -3,7 +3,8 @@
 Caller side (``submit``): take a lock, append, maybe wake the worker. No I/O, no
 serialisation, no waiting. Worker side: one event at a time, in FIFO order, each call
 to the inner transport bounded by the call timeout, retried by the tenacity policy
-within the event's deadline, behind a circuit breaker.
+within the event's deadline, behind a circuit breaker. With a backlog (the spool),
+what cannot be delivered is spilled instead of dropped and replayed when idle.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from openlineage_emitter._caller import TimedCaller
 from openlineage_emitter._ratelimit import RateLimitedLog
@@ -28,6 +29,29 @@ from openlineage_emitter.stats import Counters, EmitterStats
 log = logging.getLogger(__name__)
 
 _Item = tuple[Any, float]  # (event, monotonic submit time)
+
+#: Seconds between looks for new backlog batches (other processes may spill) while idle.
+BACKLOG_RESCAN_S = 5.0
+
+
+class Batch(Protocol):
+    """Events taken from a backlog; ``done(n)``: the first ``n`` are finished with."""
+
+    events: Sequence[Any]
+
+    def done(self, consumed: int) -> None: ...
+
+
+class Backlog(Protocol):
+    """Where undeliverable events go, and come back from (e.g. the spool)."""
+
+    def spill(self, events: Sequence[Any]) -> bool: ...
+
+    def take(self) -> Batch | None: ...
+
+    def counts(self) -> tuple[int, int]:
+        """(events quarantined, events evicted by the size bound) so far."""
+        ...
 
 
 class ThreadEmitter:
@@ -44,16 +68,17 @@ class ThreadEmitter:
         *,
         name: str = "openlineage-emitter",
         close_at_exit: bool = True,
+        backlog: Backlog | None = None,
     ) -> None:
         self._send = send
         self._settings = settings or EmitterSettings()
         self._name = name
+        self._backlog = backlog
         self._warn = RateLimitedLog(log)
         self._closed = False
         self._init_state()
         if close_at_exit:
-            ref = weakref.ref(self)
-            atexit.register(_close_at_exit, ref)
+            atexit.register(_close_at_exit, weakref.ref(self))
         # Fork safety: the child must not inherit queued events (they would be sent
         # twice), nor locks another thread held at fork time, nor a worker that does
         # not exist in it. It gets fresh state; the worker starts on first submit.
@@ -63,7 +88,9 @@ class ThreadEmitter:
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
         self._queue: deque[_Item] = deque()
-        self._in_flight = 0
+        self._overflow: deque[Any] = deque()  # refused events waiting to be spilled
+        self._current: _Item | None = None
+        self._current_settled = False
         self._wake = threading.Event()
         self._abort = threading.Event()
         self._worker: threading.Thread | None = None
@@ -71,6 +98,7 @@ class ThreadEmitter:
         self._counters = Counters()
         self._caller = TimedCaller(self._send, max_abandoned=MAX_ABANDONED_CALLS, name=self._name)
         self._breaker = CircuitBreaker(self._settings.breaker_threshold, self._settings.breaker_cooldown_s)
+        self._replay_not_before = 0.0
 
     @property
     def settings(self) -> EmitterSettings:
@@ -82,53 +110,55 @@ class ThreadEmitter:
         """Queue ``event`` for delivery. Never blocks, never raises; False if it was refused."""
         try:
             item = (event, time.monotonic())
-            evicted = False
+            refused = ""
+            dropped = False
             with self._lock:
+                self._counters.submitted += 1
                 if self._closed:
-                    self._counters.submitted += 1
                     self._counters.dropped["closed"] += 1
                     refused = "closed"
                 elif len(self._queue) >= self._settings.queue_size:
-                    self._counters.submitted += 1
-                    self._counters.dropped["queue_full"] += 1
                     if self._settings.overflow is Overflow.DROP_NEWEST:
-                        refused = "queue_full"
+                        overflowed, refused = event, "queue_full"
                     else:
-                        self._queue.popleft()
+                        overflowed = self._queue.popleft()[0]
                         self._queue.append(item)
-                        evicted, refused = True, ""
+                    dropped = not self._overflowed(overflowed)
                 else:
-                    self._counters.submitted += 1
                     self._queue.append(item)
-                    refused = ""
-            if refused:
-                self._warn_refused(refused)
+            if refused == "closed":
+                self._warn.warn("closed", "%s is closed; event dropped", self._name)
                 return False
-            if evicted:
-                self._warn_refused("queue_full")
+            if dropped:
+                self._warn_queue_full()
             if self._worker is None:
                 self._start_worker()
             if not self._wake.is_set():
                 self._wake.set()
-            return True
+            return not refused
         except Exception:
             log.debug("submit failed", exc_info=True)
             return False
 
-    def _warn_refused(self, reason: str) -> None:
-        if reason == "closed":
-            self._warn.warn("closed", "%s is closed; event dropped", self._name)
-        else:
-            self._warn.warn(
-                "queue_full",
-                "%s queue is full (%d events); dropping the %s event (overflow policy %s). "
-                "The backend is slower than the event rate: raise emitter_queue_size or check "
-                "the backend.",
-                self._name,
-                self._settings.queue_size,
-                "newest" if self._settings.overflow is Overflow.DROP_NEWEST else "oldest",
-                self._settings.overflow.value,
-            )
+    def _overflowed(self, event: Any) -> bool:
+        """Under the lock: keep an event the full queue refused for spilling; False if dropped."""
+        # The caller never touches the disk: with a backlog the worker spills it.
+        if self._backlog is not None and len(self._overflow) < self._settings.queue_size:
+            self._overflow.append(event)
+            return True
+        self._counters.dropped["queue_full"] += 1
+        return False
+
+    def _warn_queue_full(self) -> None:
+        self._warn.warn(
+            "queue_full",
+            "%s queue is full (%d events); dropping events (overflow policy %s). The backend is "
+            "slower than the event rate: raise emitter_queue_size, set emitter_spool_dir, or check "
+            "the backend.",
+            self._name,
+            self._settings.queue_size,
+            self._settings.overflow.value,
+        )
 
     def _start_worker(self) -> None:
         with self._start_lock:
@@ -140,17 +170,19 @@ class ThreadEmitter:
 
     # -- waiting -----------------------------------------------------------------------
 
+    def _idle(self) -> bool:
+        in_flight = self._current is not None and not self._current_settled
+        return not self._queue and not self._overflow and not in_flight
+
     def flush(self, timeout_s: float) -> bool:
         """Wait at most ``timeout_s`` for the queue to drain.
 
-        True if it drained and nothing was dropped meanwhile, i.e. everything pending
-        at the call was delivered.
+        True if it drained and nothing was lost meanwhile, i.e. everything pending at
+        the call was delivered (or, with a spool, is safe on disk).
         """
         with self._lock:
             lost_before = self._lost()
-            drained = self._drained.wait_for(
-                lambda: not self._queue and not self._in_flight, max(0.0, timeout_s)
-            )
+            drained = self._drained.wait_for(self._idle, max(0.0, timeout_s))
             return drained and self._lost() == lost_before
 
     def _lost(self) -> int:
@@ -161,56 +193,86 @@ class ThreadEmitter:
     def close(self, timeout_s: float | None = None) -> bool:
         """Stop accepting, drain within ``timeout_s`` (default: the shutdown budget).
 
-        Returns True if everything pending was delivered before the deadline; what is
-        still queued at the deadline is dropped (reason ``shutdown``) and logged.
+        Returns True if everything pending was delivered before the deadline. What is
+        still pending then is spilled to the backlog if there is one, else dropped
+        (reason ``shutdown``), and logged.
         """
         budget_s = self._settings.shutdown_timeout_s if timeout_s is None else timeout_s
         with self._lock:
             if self._closed:
                 # Already closed (e.g. explicitly, then again at exit): the first close
                 # spent the budget; a second one must not wait again.
-                return not self._queue and not self._in_flight
+                return self._idle()
             self._closed = True
         self._wake.set()
         drained = self.flush(budget_s)
         with self._lock:
-            left = len(self._queue)
-            self._counters.dropped["shutdown"] += left
+            left = [event for event, _ in self._queue] + list(self._overflow)
             self._queue.clear()
-            in_flight = self._in_flight
+            self._overflow.clear()
+            current = self._current if not self._current_settled else None
+            if current is not None:
+                # Settled here, spilled with the rest: the abandoned call may still land,
+                # then the backend sees it twice (at-least-once), never zero times.
+                left.append(current[0])
+                self._current_settled = True
             self._drained.notify_all()
         # Stop retrying and sleeping; an in-flight call is abandoned, not awaited.
         self._abort.set()
         self._wake.set()
         self._caller.stop()
-        if left or in_flight:
+        if left:
+            spooled = self._spill(left)
             log.warning(
-                "%s closed after %.1fs with %d event(s) undelivered (%d queued, %d in flight); "
-                "raise emitter_shutdown_timeout to wait longer",
+                "%s closed after %.1fs with %d event(s) undelivered (%d in flight); %s; raise "
+                "emitter_shutdown_timeout to wait longer",
                 self._name,
                 budget_s,
-                left + in_flight,
-                left,
-                in_flight,
+                len(left),
+                int(current is not None),
+                "written to the spool" if spooled else "dropped",
             )
         return drained
+
+    def _spill(self, events: Sequence[Any], reason: str = "shutdown") -> bool:
+        """Spill to the backlog, else count as dropped. Returns True if spilled."""
+        spilled = False
+        if self._backlog is not None:
+            try:
+                spilled = self._backlog.spill(events)
+            except Exception:
+                log.warning("%s: spilling to the spool failed", self._name, exc_info=True)
+        with self._lock:
+            if spilled:
+                self._counters.spooled += len(events)
+            else:
+                self._counters.dropped[reason] += len(events)
+        return spilled
 
     # -- worker side -------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
             with self._lock:
+                overflow = list(self._overflow)
+                self._overflow.clear()
                 item = self._queue.popleft() if self._queue else None
-                if item is not None:
-                    self._in_flight = 1
-                elif self._closed or self._abort.is_set():
+                self._current, self._current_settled = item, False
+                if item is None and not overflow and (self._closed or self._abort.is_set()):
                     return
+            if overflow:
+                self._spill(overflow, "queue_full")
             if item is None:
+                self._notify_if_idle()
+                if overflow:
+                    continue
+                if self._may_replay() and self._replay():
+                    continue
                 self._wake.clear()
                 # Re-check after clear(): a submit between popleft and clear() must not
                 # be left waiting for the next wake-up.
-                if not self._queue:
-                    self._wake.wait()
+                if not self._queue and not self._overflow:
+                    self._wake.wait(self._idle_wait_s())
                 continue
             try:
                 self._deliver(item)
@@ -219,22 +281,32 @@ class ThreadEmitter:
             finally:
                 del item
                 with self._lock:
-                    self._in_flight = 0
-                    if not self._queue:
-                        self._drained.notify_all()
+                    self._current = None
+                self._notify_if_idle()
+
+    def _notify_if_idle(self) -> None:
+        with self._lock:
+            if self._idle():
+                self._drained.notify_all()
+
+    def _idle_wait_s(self) -> float | None:
+        if self._backlog is None:
+            return None
+        return max(0.05, min(BACKLOG_RESCAN_S, self._replay_not_before - time.monotonic()))
 
     def _deliver(self, item: _Item) -> None:
         event, submitted_at = item
         settings = self._settings
         if not self._breaker.allow():
-            self._give_up("breaker_open")
+            self._settle(event, "breaker_open")
             self._warn.warn(
                 "breaker_open",
-                "%s: backend marked down after %d consecutive failed events; dropping events "
-                "for up to %.0fs before probing again",
+                "%s: backend marked down after %d consecutive failed events; not calling it for "
+                "up to %.0fs before probing again (events are %s)",
                 self._name,
                 settings.breaker_threshold,
                 settings.breaker_cooldown_s,
+                "spooled" if self._backlog is not None else "dropped",
             )
             return
         probe = self._breaker.probing
@@ -252,12 +324,13 @@ class ThreadEmitter:
                     before_sleep=self._count_retry,
                 )(attempt)
         except BaseException as exc:  # noqa: BLE001 - classified and counted below, never lost
-            self._failed(exc)
+            self._failed(event, exc)
         else:
             with self._lock:
                 self._counters.delivered += 1
                 self._counters.latencies_s.append(time.monotonic() - submitted_at)
                 self._counters.abandoned_calls = self._caller.abandoned_total
+            self._replay_not_before = 0.0
             if self._breaker.record_success() is BreakerState.CLOSED:
                 log.warning("%s: backend answers again; circuit breaker closed", self._name)
 
@@ -266,10 +339,13 @@ class ThreadEmitter:
             self._counters.retried += 1
             self._counters.abandoned_calls = self._caller.abandoned_total
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, event: Any, exc: BaseException) -> None:
         verdict = classify(exc)
+        with self._lock:
+            self._counters.failed += 1
         if not verdict.retryable:
-            self._give_up("non_retryable", failed=True)
+            with self._lock:
+                self._counters.dropped["non_retryable"] += 1
             # The backend answered (or the event itself is bad): it is not down.
             self._breaker.record_success()
             self._warn.warn(
@@ -280,11 +356,11 @@ class ThreadEmitter:
                 _short(exc),
             )
             return
+        self._replay_not_before = time.monotonic() + self._settings.breaker_cooldown_s
         if self._abort.is_set():
-            # close() already reported this event as undelivered.
-            self._give_up("shutdown", failed=True)
+            self._settle(event, "shutdown")  # close() already reported it
             return
-        self._give_up("retries_exhausted", failed=True)
+        self._settle(event, "retries_exhausted")
         if self._breaker.record_failure() is BreakerState.OPEN:
             log.warning(
                 "%s: circuit breaker open: backend failing (%s: %s); not calling it for %.0fs",
@@ -296,7 +372,7 @@ class ThreadEmitter:
         else:
             self._warn.warn(
                 "retries_exhausted",
-                "%s: event dropped after retrying for up to %.0fs (%s: %s); check the backend "
+                "%s: event undelivered after retrying for up to %.0fs (%s: %s); check the backend "
                 "or raise emitter_retry_deadline",
                 self._name,
                 self._settings.retry.deadline_s,
@@ -304,11 +380,55 @@ class ThreadEmitter:
                 _short(exc),
             )
 
-    def _give_up(self, reason: str, *, failed: bool = False) -> None:
+    def _settle(self, event: Any, reason: str) -> None:
+        """An event the worker gives up on: spill it (unless close already did) or drop it."""
         with self._lock:
-            self._counters.dropped[reason] += 1
-            self._counters.failed += failed
+            already = self._current_settled and self._current is not None and self._current[0] is event
             self._counters.abandoned_calls = self._caller.abandoned_total
+        if not already:  # else close() spilled or dropped it and counted it
+            self._spill([event], reason)
+
+    # -- replay ------------------------------------------------------------------------
+
+    def _may_replay(self) -> bool:
+        return (
+            self._backlog is not None
+            and not self._closed
+            and time.monotonic() >= self._replay_not_before
+            and self._breaker.state is BreakerState.CLOSED
+        )
+
+    def _replay(self) -> bool:
+        """Replay one backlog batch, live events first. True if anything was replayed."""
+        assert self._backlog is not None
+        try:
+            batch = self._backlog.take()
+        except Exception:
+            log.warning("%s: reading the spool failed", self._name, exc_info=True)
+            batch = None
+        if batch is None:
+            self._replay_not_before = time.monotonic() + BACKLOG_RESCAN_S
+            return False
+        consumed = 0
+        try:
+            for event in batch.events:
+                if self._queue or self._abort.is_set():
+                    break  # live events go first; the rest of the batch stays spooled
+                try:
+                    self._caller.call(event, self._settings.call_timeout_s, self._abort.is_set)
+                except BaseException as exc:  # noqa: BLE001 - classified below
+                    if classify(exc).retryable:
+                        self._replay_not_before = time.monotonic() + self._settings.breaker_cooldown_s
+                        break
+                    with self._lock:
+                        self._counters.dropped["non_retryable"] += 1
+                else:
+                    with self._lock:
+                        self._counters.replayed += 1
+                consumed += 1
+        finally:
+            batch.done(consumed)
+        return consumed > 0
 
     # -- introspection -----------------------------------------------------------------
 
@@ -316,11 +436,14 @@ class ThreadEmitter:
         """A frozen snapshot of this emitter's counters."""
         worker = self._worker
         threads = int(worker is not None and worker.is_alive()) + self._caller.threads_alive()
+        quarantined, evicted = self._backlog.counts() if self._backlog is not None else (0, 0)
         with self._lock:
             self._counters.abandoned_calls = self._caller.abandoned_total
+            self._counters.quarantined = quarantined
+            self._counters.spool_evicted = evicted
             return self._counters.snapshot(
-                queue_depth=len(self._queue),
-                in_flight=self._in_flight,
+                queue_depth=len(self._queue) + len(self._overflow),
+                in_flight=int(self._current is not None and not self._current_settled),
                 threads_alive=threads,
                 breaker_state=self._breaker.state.value,
             )

@@ -17,6 +17,8 @@ DROP_REASONS = (
     "retries_exhausted",  # retryable errors until attempts or the per-event deadline ran out
     "shutdown",  # still queued or in flight when the close/exit deadline was reached
 )
+# With a spool configured, events that would be dropped for queue_full, breaker_open,
+# retries_exhausted or shutdown are written to it instead and counted as ``spooled``.
 
 
 def _freeze(value: Mapping[str, int]) -> Mapping[str, int]:
@@ -37,6 +39,10 @@ class EmitterStats:
     abandoned_calls: int
     threads_alive: int
     breaker_state: str
+    spooled: int
+    replayed: int
+    quarantined: int
+    spool_evicted: int
     latency_p50_s: float | None
     latency_p99_s: float | None
 
@@ -60,6 +66,10 @@ class Counters:
         self.retried = 0
         self.failed = 0
         self.abandoned_calls = 0
+        self.spooled = 0
+        self.replayed = 0
+        self.quarantined = 0
+        self.spool_evicted = 0
         self.dropped = dict.fromkeys(DROP_REASONS, 0)
         self.latencies_s: deque[float] = deque(maxlen=latency_window)
 
@@ -78,6 +88,10 @@ class Counters:
             abandoned_calls=self.abandoned_calls,
             threads_alive=threads_alive,
             breaker_state=breaker_state,
+            spooled=self.spooled,
+            replayed=self.replayed,
+            quarantined=self.quarantined,
+            spool_evicted=self.spool_evicted,
             latency_p50_s=_percentile(ordered, 0.50),
             latency_p99_s=_percentile(ordered, 0.99),
         )

@@ -9,13 +9,15 @@ OpenLineageClient(config={"transport": {
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+from openlineage.client.serde import Serde
 from openlineage.client.transport import get_default_factory
 from openlineage.client.transport.http import HttpTransport
 from openlineage.client.transport.transport import Config, Transport
@@ -25,6 +27,7 @@ from openlineage_emitter.config import load_config
 from openlineage_emitter.emitter import ThreadEmitter
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.settings import EmitterSettings, Overflow
+from openlineage_emitter.spool import Claim, Spool, SpoolError
 from openlineage_emitter.stats import EmitterStats
 
 log = logging.getLogger(__name__)
@@ -41,13 +44,15 @@ NO_HTTP_RETRY: dict[str, Any] = {
     "allowed_methods": ["HEAD", "POST"],
 }
 
-_TOP_KEYS = {
+_TOP_KEYS: dict[str, tuple[str, Any]] = {
     "queue_size": ("queue_size", v.parse_int),
     "overflow": ("overflow", lambda k, r: v.parse_enum(k, r, Overflow)),
     "call_timeout": ("call_timeout_s", v.parse_seconds),
     "shutdown_timeout": ("shutdown_timeout_s", v.parse_seconds),
     "breaker_threshold": ("breaker_threshold", v.parse_int),
     "breaker_cooldown": ("breaker_cooldown_s", v.parse_seconds),
+    "spool_dir": ("spool_dir", v.parse_optional_path),
+    "spool_max_bytes": ("spool_max_bytes", v.parse_int),
 }
 _RETRY_KEYS = {
     "attempts": ("attempts", v.parse_int),
@@ -141,8 +146,13 @@ class ThreadedTransport(Transport):
         self.inner: Transport = inner or get_default_factory().create(
             _inner_config(config.inner, config.settings)
         )
+        settings = config.settings
+        self.spool = Spool(settings.spool_dir, settings.spool_max_bytes) if settings.spool_dir else None
         self._emitter = ThreadEmitter(
-            self.inner.emit, config.settings, name=f"openlineage-emitter[{self.inner.kind}]"
+            self.inner.emit,
+            settings,
+            name=f"openlineage-emitter[{self.inner.kind}]",
+            backlog=SpoolBacklog(self.spool) if self.spool is not None else None,
         )
         os.register_at_fork(after_in_child=functools.partial(_reset_child, weakref.ref(self)))
 
@@ -196,6 +206,57 @@ class ThreadedTransport(Transport):
             # The parent's pooled keep-alive sockets are shared with the child; writing
             # to them from two processes interleaves requests. Start a new session.
             self.inner.session = None
+
+
+class _SpoolBatch:
+    def __init__(self, claim: Claim, records: list[bytes], events: list[Any]) -> None:
+        self._claim = claim
+        self._records = records
+        self.events = events
+
+    def done(self, consumed: int) -> None:
+        if consumed >= len(self._records):
+            self._claim.ack()
+        elif consumed == 0:
+            self._claim.release()
+        else:
+            self._claim.keep_from(self._records, consumed)
+
+
+class SpoolBacklog:
+    """The emitter's backlog on a :class:`Spool`: events as OpenLineage JSON, one per line.
+
+    Replayed events are the parsed JSON dicts: openlineage-python transports serialise
+    dicts the same way as event objects.
+    """
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+
+    def spill(self, events: Sequence[Any]) -> bool:
+        records = []
+        for event in events:
+            try:
+                records.append(Serde.to_json(event).encode("utf-8"))
+            except Exception:
+                log.warning("cannot write an unserialisable event to the spool", exc_info=True)
+        return self.spool.write(records)
+
+    def take(self) -> _SpoolBatch | None:
+        while True:
+            claim = self.spool.claim()
+            if claim is None:
+                return None
+            try:
+                records = claim.records()
+                events = [json.loads(r) for r in records]
+            except (SpoolError, ValueError) as exc:
+                claim.quarantine(str(exc)[:200])
+                continue
+            return _SpoolBatch(claim, records, events)
+
+    def counts(self) -> tuple[int, int]:
+        return self.spool.quarantined, self.spool.evicted
 
 
 _synchronous = False
