@@ -1,124 +1,100 @@
-"""``openlineage-emitter demo``: the thread emitter against healthy, slow, hung and refusing backends.
+"""``openlineage-emitter demo``: thread vs fork strategies against four loopback backends.
 
-Everything stays on 127.0.0.1: a loopback collector per scenario, stopped at the end.
+Each scenario runs in a fresh process (so the fork strategy can really fork) against a
+collector on 127.0.0.1 that this process starts and stops. Nothing leaves the machine.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
-import threading
-import time
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import TextIO
-from uuid import uuid4
 
-from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
+from rich.console import Console
+from rich.table import Table
 
+from openlineage_emitter._demo_run import EXECUTION_TIMEOUT_S
 from openlineage_emitter.collector import Answer, Collector, refusing_url
-from openlineage_emitter.retry import RetryPolicy
-from openlineage_emitter.settings import EmitterSettings
-from openlineage_emitter.transport import ThreadedTransport
 
-PRODUCER = "https://github.com/openlineage-emitter/demo"
-CLOSE_BUDGET_S = 1.0
-SETTINGS = EmitterSettings(
-    call_timeout_s=0.5,
-    retry=RetryPolicy(attempts=3, initial_backoff_s=0.1, max_backoff_s=0.5, deadline_s=2.0),
-    shutdown_timeout_s=CLOSE_BUDGET_S,
-)
-
-
-def _task_events(tasks: int) -> Iterator[RunEvent]:
-    for i in range(tasks):
-        run = Run(runId=str(uuid4()))
-        for state in (RunState.START, RunState.COMPLETE):
-            yield RunEvent(
-                eventType=state,
-                eventTime=datetime.now(timezone.utc).isoformat(),
-                run=run,
-                job=Job(namespace="demo", name=f"dag.task_{i}"),
-                producer=PRODUCER,
-            )
+BACKENDS = {
+    "healthy": Answer(),
+    "slow (0.3 s)": Answer(delay_s=0.3),
+    "hung": Answer(hang=True),
+    "refusing": None,
+}
+SCENARIO_TIMEOUT_S = 60.0
 
 
 @contextmanager
-def _backend(kind: str) -> Iterator[str]:
-    if kind == "refusing":
-        yield refusing_url()
+def _backend(answer: Answer | None) -> Iterator[tuple[str, Collector | None]]:
+    if answer is None:
+        yield refusing_url(), None
         return
-    answer = {"healthy": Answer(), "slow (0.2 s)": Answer(delay_s=0.2), "hung": Answer(hang=True)}[kind]
     with Collector(answer) as collector:
-        yield collector.url
+        yield collector.url, collector
 
 
-def _scenario(kind: str, events: int) -> list[str]:
-    with _backend(kind) as url:
-        transport = ThreadedTransport.wrap({"type": "http", "url": url}, SETTINGS)
-        costs_us: list[float] = []
-        peak_threads = 0
-        for event in _task_events(max(1, events // 2)):
-            start = time.perf_counter_ns()
-            transport.emit(event)
-            costs_us.append((time.perf_counter_ns() - start) / 1000)
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline and transport.stats().queue_depth:
-            peak_threads = max(peak_threads, transport.stats().threads_alive)
-            time.sleep(0.02)
-        peak_threads = max(peak_threads, transport.stats().threads_alive)
-        closing = time.perf_counter()
-        transport.close(CLOSE_BUDGET_S)
-        close_s = time.perf_counter() - closing
-        stats = transport.stats()
-    costs_us.sort()
-    return [
-        kind,
-        f"{statistics.median(costs_us):.1f}",
-        f"{costs_us[int(0.99 * (len(costs_us) - 1))]:.1f}",
-        f"{close_s:.2f}",
-        str(stats.delivered),
-        str(stats.dropped_total),
-        str(peak_threads),
-    ]
-
-
-def run_demo(events: int, out: TextIO) -> int:
-    # The emitter's warnings are the point of the failing scenarios, but not of this table.
-    logging.getLogger("openlineage_emitter").addHandler(logging.NullHandler())
-    logging.getLogger("openlineage_emitter").propagate = False
-    header = [
-        "backend",
-        "emit median us",
-        "emit p99 us",
-        "close s",
-        "delivered",
-        "not delivered",
-        "emitter threads",
-    ]
-    out.write(
-        f"openlineage-emitter demo: {events} events (START/COMPLETE for {events // 2} tasks) per "
-        f"backend through ThreadedTransport(http), call timeout {SETTINGS.call_timeout_s:g} s, "
-        f"close budget {CLOSE_BUDGET_S:g} s, all on 127.0.0.1\n\n"
-    )
-    rows = [header]
-    for kind in ("healthy", "slow (0.2 s)", "hung", "refusing"):
-        rows.append(_scenario(kind, events))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    for n, row in enumerate(rows):
-        out.write(
-            "  ".join(
-                c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
+def _scenario(strategy: str, answer: Answer | None, tasks: int) -> dict[str, object]:
+    with _backend(answer) as (url, collector), tempfile.TemporaryDirectory() as spool:
+        proc = subprocess.run(
+            [sys.executable, "-m", "openlineage_emitter._demo_run", strategy, url, str(tasks), spool],
+            capture_output=True,
+            text=True,
+            timeout=SCENARIO_TIMEOUT_S,
+            check=False,
         )
-        out.write("\n")
-        if n == 0:
-            out.write("  ".join("-" * w for w in widths) + "\n")
-    out.write(
-        "\nThe caller only enqueues: its cost is the same whatever the backend does. Events a "
-        "backend could not take within the close budget are counted, not silently lost.\n"
-        f"Threads alive in this process now: {threading.active_count()}.\n"
+        if proc.returncode != 0:
+            raise RuntimeError(f"demo scenario failed: {proc.stderr.strip()[-500:]}")
+        result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
+        result["delivered"] = len(collector.events) if collector is not None else 0
+        return result
+
+
+def run_demo(tasks: int, console: Console) -> int:
+    logging.getLogger("openlineage_emitter").addHandler(logging.NullHandler())
+    console.print(
+        f"openlineage-emitter demo: {tasks} simulated tasks (START + COMPLETE each) per run, "
+        f"execution_timeout {EXECUTION_TIMEOUT_S:g} s, call timeout 0.5 s, loopback only (127.0.0.1)\n"
     )
-    out.flush()
+    table = Table(title="caller time per task and where the events went", title_justify="left")
+    for column in (
+        "strategy",
+        "backend",
+        "wait/task median",
+        "wait/task max",
+        "delivered",
+        "spooled",
+        "lost",
+        "peak threads",
+    ):
+        table.add_column(column, justify="left" if column in {"strategy", "backend"} else "right")
+    for strategy in ("thread", "fork"):
+        for label, answer in BACKENDS.items():
+            with console.status(f"{strategy} strategy, {label} backend"):
+                r = _scenario(strategy, answer, tasks)
+            waits = [float(x) for x in r["per_task_s"]]  # type: ignore[attr-defined]
+            delivered, spooled = int(r["delivered"]), int(r["spooled"])  # type: ignore[call-overload]
+            name = "fork" if r["forked"] else strategy
+            table.add_row(
+                name,
+                label,
+                f"{statistics.median(waits) * 1000:.1f} ms",
+                f"{max(waits) * 1000:.1f} ms",
+                str(delivered),
+                str(spooled),
+                str(max(0, 2 * tasks - delivered - spooled)),
+                str(r["peak_threads"]),
+            )
+    console.print(table)
+    console.print(
+        "thread: the task waits for extraction only; events go to one bounded worker thread, and "
+        "what a dead backend cannot take is spooled (replayed later), not lost.\n"
+        "fork: every hook forks a child and waits for the network, up to execution_timeout, and "
+        "has nowhere to keep what it could not send."
+    )
     return 0

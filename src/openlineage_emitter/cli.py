@@ -1,24 +1,45 @@
-"""The ``openlineage-emitter`` command (``demo`` for now; ``check`` and ``replay`` follow)."""
+"""The ``openlineage-emitter`` command: ``check``, ``replay``, ``demo``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from rich.console import Console
 
-def main(argv: list[str] | None = None) -> int:
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openlineage-emitter", description="Safe, fast OpenLineage emission for Airflow."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="side-by-side run against loopback backends")
-    demo.add_argument("--events", type=int, default=40, help="events per scenario (default 40)")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        from openlineage_emitter._demo import run_demo
+    check = sub.add_parser(
+        "check", help="show the effective [openlineage] config (secrets masked) and build the transport"
+    )
+    check.add_argument("--send", action="store_true", help="send one test event and report latency")
+    replay = sub.add_parser("replay", help="drain a spool directory to the configured transport")
+    replay.add_argument("--spool-dir", help="default: [openlineage] emitter_spool_dir")
+    demo = sub.add_parser("demo", help="thread vs fork strategies against loopback backends")
+    demo.add_argument("--tasks", type=int, default=5, help="simulated tasks per scenario (default 5)")
+    return parser
 
-        return int(run_demo(events=args.events, out=sys.stdout))
-    return 2  # pragma: no cover - argparse rejects unknown commands
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=max(console.width, 110))
+    if args.command == "check":
+        from openlineage_emitter._check import run_check
+
+        return run_check(console, send=args.send)
+    if args.command == "replay":
+        from openlineage_emitter._replay import run_replay
+
+        return run_replay(console, args.spool_dir)
+    from openlineage_emitter._demo import run_demo
+
+    return run_demo(tasks=args.tasks, console=console)
 
 
 if __name__ == "__main__":

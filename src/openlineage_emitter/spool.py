@@ -233,6 +233,20 @@ class Spool:
                 reclaimed += 1
         return reclaimed
 
+    def quarantine_records(self, records: Sequence[bytes], reason: str) -> None:
+        """Set single records aside (e.g. ones the backend rejects) for a human."""
+        if not records:
+            return
+        self.quarantine_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        name = f"{time.time_ns():020d}-{os.getpid()}-{next(self._seq)}-{len(records)}{_SUFFIX}"
+        fd = os.open(self.quarantine_dir / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, b"\n".join(records) + b"\n")
+        finally:
+            os.close(fd)
+        self.count_quarantined(len(records))
+        log.warning("%d spooled event(s) quarantined (%s): %s", len(records), reason, name)
+
     def count_quarantined(self, records: int) -> None:
         with self._lock:
             self.quarantined += records
