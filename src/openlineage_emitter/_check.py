@@ -17,6 +17,7 @@ from rich.table import Table
 from openlineage_emitter._client_config import choose_transport
 from openlineage_emitter._secrets import mask
 from openlineage_emitter.config import KEYS, load_config_with_sources
+from openlineage_emitter.emitter import _short
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.transport import _inner_config
 
@@ -57,7 +58,7 @@ def run_check(console: Console, *, send: bool) -> int:
         loaded = load_config_with_sources()
         choice = choose_transport(loaded)
     except (ConfigError, ValueError) as exc:
-        console.print(f"error: {exc}", markup=False, highlight=False)
+        console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 1
 
     table = Table(title="[openlineage] effective configuration", title_justify="left")
@@ -71,18 +72,22 @@ def run_check(console: Console, *, send: bool) -> int:
     console.print(table)
 
     if choice.config is None:
-        console.print("error: no transport configured: set [openlineage] transport or OPENLINEAGE_URL")
+        console.print(
+            "error: no transport configured: set [openlineage] transport or OPENLINEAGE_URL",
+            markup=False,
+            soft_wrap=True,
+        )
         return 1
     console.print(
         f"transport ({choice.source}): {json.dumps(mask(choice.config))}", markup=False, highlight=False
     )
     try:
         transport = build_transport(choice.config, loaded.config.emitter)
-        console.print(f"transport built: {transport.kind}", markup=False, highlight=False)
+        console.print(f"transport built: {transport.kind}", markup=False, highlight=False, soft_wrap=True)
         if send:
             _send(console, transport, loaded.config.emitter.call_timeout_s)
     except CheckFailed as exc:
-        console.print(f"error: {exc}", markup=False, highlight=False)
+        console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 1
     finally:
         if "transport" in locals():
@@ -101,8 +106,10 @@ def _send(console: Console, transport: Transport, timeout_s: float) -> None:
     except CallTimeout as exc:
         raise CheckFailed(f"test event: no answer within {timeout_s:g}s") from exc
     except Exception as exc:
-        raise CheckFailed(f"test event failed: {type(exc).__name__}: {mask(str(exc))}") from exc
+        raise CheckFailed(f"test event failed: {mask(_short(exc))}") from exc
     latency_ms = (time.perf_counter() - start) * 1000
     status = getattr(answer, "status_code", None)
     said = f"HTTP {status}" if status is not None else "accepted"
-    console.print(f"test event sent in {latency_ms:.1f} ms: {said}", markup=False, highlight=False)
+    console.print(
+        f"test event sent in {latency_ms:.1f} ms: {said}", markup=False, highlight=False, soft_wrap=True
+    )

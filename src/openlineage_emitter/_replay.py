@@ -22,23 +22,36 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
         loaded = load_config_with_sources()
         choice = choose_transport(loaded)
     except (ConfigError, ValueError) as exc:
-        console.print(f"error: {exc}", markup=False, highlight=False)
+        console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 1
     settings = loaded.config.emitter
     directory = spool_dir or settings.spool_dir
     if not directory:
-        console.print("error: no spool: pass --spool-dir or set [openlineage] emitter_spool_dir")
+        console.print(
+            "error: no spool: pass --spool-dir or set [openlineage] emitter_spool_dir",
+            markup=False,
+            soft_wrap=True,
+        )
         return 1
     if not Path(directory).is_dir():
-        console.print(f"error: spool directory {directory} does not exist", markup=False, highlight=False)
+        console.print(
+            f"error: spool directory {directory} does not exist",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         return 1
     if choice.config is None:
-        console.print("error: no transport configured: set [openlineage] transport or OPENLINEAGE_URL")
+        console.print(
+            "error: no transport configured: set [openlineage] transport or OPENLINEAGE_URL",
+            markup=False,
+            soft_wrap=True,
+        )
         return 1
     try:
         transport = build_transport(choice.config, settings)
     except CheckFailed as exc:
-        console.print(f"error: {exc}", markup=False, highlight=False)
+        console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 1
 
     spool = Spool(directory, settings.spool_max_bytes)
@@ -91,5 +104,10 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
     _, left = spool.pending()
     transport.close(0)
     summary = f"delivered {delivered}, failed {failed} (quarantined), left {left}"
-    console.print(f"{summary}; stopped: {stopped}" if stopped else summary, markup=False, highlight=False)
+    console.print(
+        f"{summary}; stopped: {stopped}" if stopped else summary,
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
     return 0 if left == 0 and failed == 0 else 1

@@ -1,0 +1,174 @@
+"""The openlineage-emitter command, run as a real subprocess with an isolated environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openlineage.client.serde import Serde
+
+from openlineage_emitter.collector import Collector, refusing_url
+from openlineage_emitter.spool import Spool
+from tests.conftest import make_event
+
+pytestmark = pytest.mark.integration
+
+SECRET = "s3cr3t-api-key-123"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """An environment with no Airflow or OpenLineage config of the developer's leaking in."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "OPENLINEAGE"))}
+    clean.update(
+        HOME=str(tmp_path),
+        AIRFLOW_HOME=str(tmp_path / "airflow"),
+        AIRFLOW_CONFIG=str(tmp_path / "airflow.cfg"),
+        COLUMNS="200",
+    )
+    return clean
+
+
+def cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "openlineage_emitter", *args],
+        env=env,
+        cwd=cwd or env["HOME"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def transport_env(env: dict[str, str], transport: dict[str, Any]) -> dict[str, str]:
+    return {**env, "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport)}
+
+
+def test_check_shows_every_key_with_its_source(env: dict[str, str], collector: Collector) -> None:
+    env = transport_env(env, {"type": "http", "url": collector.url})
+    env["AIRFLOW__OPENLINEAGE__EMITTER_QUEUE_SIZE"] = "77"
+    result = cli(env, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("│")}
+    assert "77" in lines["emitter_queue_size"]
+    assert "env AIRFLOW__OPENLINEAGE__EMITTER_QUEUE_SIZE" in lines["emitter_queue_size"]
+    assert "default" in lines["emitter_call_timeout"]
+    assert "transport built: http" in result.stdout
+
+
+def test_check_reads_the_airflow_cfg_file(env: dict[str, str], collector: Collector) -> None:
+    Path(env["AIRFLOW_CONFIG"]).write_text(
+        f'[openlineage]\nexecution_timeout = 4\ntransport = {{"type": "http", "url": "{collector.url}"}}\n'
+    )
+    result = cli(env, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"file {env['AIRFLOW_CONFIG']}" in result.stdout
+
+
+def test_check_masks_secrets(env: dict[str, str], collector: Collector) -> None:
+    env = transport_env(
+        env,
+        {
+            "type": "http",
+            "url": f"http://user:{SECRET}@127.0.0.1:{collector.port}",
+            "auth": {"type": "api_key", "apiKey": SECRET},
+            "custom_headers": {"X-Token": SECRET},
+        },
+    )
+    result = cli(env, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    assert "***" in result.stdout
+
+
+def test_check_rejects_an_invalid_value_with_one_line(env: dict[str, str]) -> None:
+    env["AIRFLOW__OPENLINEAGE__EMITTER_QUEUE_SIZE"] = "-3"
+    result = cli(env, "check")
+    assert result.returncode == 1
+    assert result.stdout.strip().count("\n") == 0
+    assert "emitter_queue_size = -3" in result.stdout
+    assert "AIRFLOW__OPENLINEAGE__EMITTER_QUEUE_SIZE" in result.stdout
+
+
+def test_check_fails_without_a_transport(env: dict[str, str]) -> None:
+    result = cli(env, "check")
+    assert result.returncode == 1
+    assert "no transport configured" in result.stdout
+
+
+def test_check_falls_back_to_openlineage_url(env: dict[str, str], collector: Collector) -> None:
+    env["OPENLINEAGE_URL"] = collector.url
+    result = cli(env, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "env OPENLINEAGE_URL" in result.stdout
+
+
+def test_check_send_reports_latency_and_answer(
+    env: dict[str, str], collector: Collector, validate_event: Callable[[Any], None]
+) -> None:
+    env = transport_env(env, {"type": "http", "url": collector.url})
+    result = cli(env, "check", "--send")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "test event sent in" in result.stdout
+    assert "HTTP 200" in result.stdout
+    assert len(collector.events) == 1
+    validate_event(collector.events[0])
+
+
+def test_check_send_to_a_dead_backend_fails_with_a_reason(env: dict[str, str]) -> None:
+    env = transport_env(env, {"type": "http", "url": refusing_url()})
+    result = cli(env, "check", "--send")
+    assert result.returncode == 1
+    assert result.stdout.strip().splitlines()[-1].startswith("error: test event failed")
+
+
+def fill_spool(directory: Path, batches: int, per_batch: int) -> list[str]:
+    spool = Spool(directory, 10**9)
+    run_ids = []
+    for _ in range(batches):
+        events = [make_event() for _ in range(per_batch)]
+        run_ids += [e.run.runId for e in events]
+        spool.write([Serde.to_json(e).encode() for e in events])
+    return run_ids
+
+
+def test_replay_drains_the_spool(env: dict[str, str], collector: Collector, tmp_path: Path) -> None:
+    run_ids = fill_spool(tmp_path / "spool", batches=5, per_batch=3)
+    env = transport_env(env, {"type": "http", "url": collector.url})
+    result = cli(env, "replay", "--spool-dir", str(tmp_path / "spool"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "delivered 15, failed 0 (quarantined), left 0" in result.stdout
+    assert sorted(e["run"]["runId"] for e in collector.events) == sorted(run_ids)
+    assert Spool(tmp_path / "spool", 10**9).pending() == (0, 0)
+
+
+def test_replay_with_a_dead_backend_leaves_the_spool_and_fails(env: dict[str, str], tmp_path: Path) -> None:
+    fill_spool(tmp_path / "spool", batches=2, per_batch=2)
+    env = transport_env(env, {"type": "http", "url": refusing_url()})
+    env["AIRFLOW__OPENLINEAGE__EMITTER_RETRY_ATTEMPTS"] = "1"
+    result = cli(env, "replay", "--spool-dir", str(tmp_path / "spool"))
+    assert result.returncode == 1
+    assert "left 4" in result.stdout
+    assert Spool(tmp_path / "spool", 10**9).pending() == (2, 4)
+
+
+def test_replay_needs_a_spool_directory(env: dict[str, str], collector: Collector) -> None:
+    env = transport_env(env, {"type": "http", "url": collector.url})
+    result = cli(env, "replay")
+    assert result.returncode == 1
+    assert "no spool" in result.stdout
+
+
+@pytest.mark.slow
+def test_demo_runs_on_its_embedded_default(env: dict[str, str]) -> None:
+    result = cli(env, "demo", "--tasks", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for word in ("thread", "fork", "healthy", "hung", "refusing"):
+        assert word in result.stdout
