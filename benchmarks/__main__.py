@@ -14,12 +14,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from openlineage_emitter import __version__
-
 from benchmarks import caller_cost, memory, throughput
 from benchmarks._common import quiet_logging
 from benchmarks._options import Options
 from benchmarks._table import Table
+from openlineage_emitter import __version__
 
 SECTIONS: dict[str, Callable[[Options], Table | list[Table]]] = {
     "caller_cost": caller_cost.run,
@@ -90,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ntotal {meta['seconds']:.1f}s", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"meta": meta, "sections": results}, indent=2, allow_nan=False) + "\n")
+        args.json.write_text(
+            json.dumps({"meta": meta, "sections": results}, indent=2, allow_nan=False) + "\n"
+        )
         print(f"wrote {args.json}")
     return 0
 

@@ -16,9 +16,8 @@ import threading
 from collections.abc import Iterator
 from typing import Protocol
 
-from openlineage_emitter.collector import Answer, Collector
-
 from benchmarks._common import wait_until
+from openlineage_emitter.collector import Answer, Collector
 
 #: A child collector kills itself after this long whatever happens.
 CHILD_MAX_LIFE_S = 600.0
@@ -45,6 +44,10 @@ for _ in range(1_000_000):
     if not line or line.strip() == "stop":
         break
     cmd, *args = line.split()
+    if cmd == "span":
+        ats = [r.at for r in collector.received if 200 <= r.status < 300][int(args[0]):]
+        print(int(bool(ats)), ats[0] if ats else 0.0, ats[-1] if ats else 0.0, flush=True)
+        continue
     ok = 1
     if cmd == "wait":
         want, deadline = int(args[0]), time.monotonic() + float(args[1])
@@ -71,6 +74,10 @@ class Backend(Protocol):
 
     def wait_delivered(self, count: int, timeout_s: float) -> bool: ...
 
+    def arrival_span(self, skip: int) -> tuple[float, float] | None:
+        """time.monotonic() of the first and last delivered event after the first ``skip``."""
+        ...
+
     def stop(self) -> None: ...
 
 
@@ -91,6 +98,10 @@ class InProcessBackend:
         # Polls rather than Collector.wait_for: that one re-counts every request on each
         # arrival, which is quadratic work on the GIL the measured code needs.
         return wait_until(lambda: self.delivered() >= count, timeout_s)
+
+    def arrival_span(self, skip: int) -> tuple[float, float] | None:
+        ats = [r.at for r in self._collector.received if 200 <= r.status < 300][skip:]
+        return (ats[0], ats[-1]) if ats else None
 
     def stop(self) -> None:
         self._collector.stop()
@@ -129,23 +140,37 @@ class ChildProcessBackend:
         except queue.Empty:
             return None
 
-    def _ask(self, command: str, timeout_s: float) -> tuple[bool, int, int]:
+    def _tell(self, command: str, timeout_s: float) -> list[str] | None:
+        """Send one command; its one-line answer split in words, or None."""
         with self._io:
             assert self._proc.stdin is not None
             if self._broken:
-                return False, -1, -1
+                return None
             try:
                 self._proc.stdin.write(command + "\n")
                 self._proc.stdin.flush()
             except OSError:
-                return False, -1, -1
+                return None
             answer = self._next_line(timeout_s)
             if not answer:
                 # A late answer would be taken for the next command's: stop asking.
                 self._broken = True
-                return False, -1, -1
-        ok, delivered, received = (int(x) for x in answer.split())
+                return None
+        return answer.split()
+
+    def _ask(self, command: str, timeout_s: float) -> tuple[bool, int, int]:
+        words = self._tell(command, timeout_s)
+        if words is None:
+            return False, -1, -1
+        ok, delivered, received = (int(x) for x in words)
         return bool(ok), delivered, received
+
+    def arrival_span(self, skip: int) -> tuple[float, float] | None:
+        # The child's time.monotonic() is CLOCK_MONOTONIC too: comparable across processes.
+        words = self._tell(f"span {skip}", 10.0)
+        if words is None or words[0] != "1":
+            return None
+        return float(words[1]), float(words[2])
 
     def delivered(self) -> int:
         return self._ask("count", 10.0)[1]

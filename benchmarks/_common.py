@@ -11,10 +11,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from typing import TypeVar
 
 import attrs
 from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
 from openlineage.client.uuid import generate_new_uuid
+
+_T = TypeVar("_T")
 
 PRODUCER = "https://github.com/openlineage-emitter/benchmarks"
 
@@ -90,7 +93,7 @@ def timer_overhead_ns(n: int = 20_000) -> float:
     return percentile(samples, 0.5)
 
 
-def time_calls(fn: Callable[[object], object], args: Sequence[object], deadline: float) -> list[int]:
+def time_calls(fn: Callable[[_T], object], args: Sequence[_T], deadline: float) -> list[int]:
     """``fn(arg)`` for each arg, timed one by one; stops early at ``deadline`` (monotonic)."""
     clock = time.perf_counter_ns
     now = time.monotonic

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -67,7 +68,9 @@ class Table:
             if col.align:
                 aligns.append(col.align)
                 continue
-            numeric = all(isinstance(row.get(col.key), (int, float)) or row.get(col.key) is None for row in self.rows)
+            numeric = all(
+                isinstance(row.get(col.key), (int, float)) or row.get(col.key) is None for row in self.rows
+            )
             aligns.append(">" if numeric and i > 0 else "<")
 
         def line(parts: Sequence[str]) -> str:
@@ -82,6 +85,13 @@ class Table:
         return {
             "title": self.title,
             "columns": [{"key": c.key, "header": c.header} for c in self.columns],
-            "rows": self.rows,
+            "rows": [{k: _json_value(v) for k, v in row.items()} for row in self.rows],
             "notes": self.notes,
         }
+
+
+def _json_value(value: Value) -> Value:
+    """NaN/inf (a loop that measured nothing) become null: JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -7,6 +7,7 @@ which is the case where the task runner must not be made to wait.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -15,8 +16,6 @@ from typing import Any
 
 from openlineage.client.transport.async_http import AsyncHttpConfig, AsyncHttpTransport
 from openlineage.client.transport.http import HttpConfig, HttpTransport
-
-from openlineage_emitter import EmitterSettings, ThreadedTransport
 
 from benchmarks._backend import backend
 from benchmarks._common import (
@@ -30,6 +29,7 @@ from benchmarks._common import (
 )
 from benchmarks._options import Options
 from benchmarks._table import Column, Row, Table, fmt_ratio
+from openlineage_emitter import EmitterSettings, ThreadedTransport
 
 #: The provider's per-event thread waits this long (its ``execution_timeout``) here.
 EXECUTION_TIMEOUT_S = 1.0
@@ -71,7 +71,9 @@ def _row(variant: str, backend_desc: str, timing: Timing, **extra: Any) -> Row:
 def _close(label: str, close: Callable[[], object], notes: list[str]) -> None:
     finished, result = run_bounded(close, CLOSE_HARD_LIMIT_S, f"close-{label}")
     if not finished:
-        notes.append(f"{label}: close() did not return within {CLOSE_HARD_LIMIT_S:g}s (left to a daemon thread)")
+        notes.append(
+            f"{label}: close() did not return within {CLOSE_HARD_LIMIT_S:g}s (left to a daemon thread)"
+        )
     elif isinstance(result, Exception):
         notes.append(f"{label}: close() raised {type(result).__name__}: {result}")
 
@@ -99,7 +101,9 @@ def _threaded(opts: Options, n: int, hang: bool, notes: list[str]) -> Row:
         "threads_alive": stats.threads_alive,
     }
     label = "a. ThreadedTransport.emit" if hang else "a'. ThreadedTransport.emit (worker sending)"
-    return _row(label, f"hung, {b.where}" if hang else f"healthy, {b.where}", Timing.of_ns(durations), **extra)
+    return _row(
+        label, f"hung, {b.where}" if hang else f"healthy, {b.where}", Timing.of_ns(durations), **extra
+    )
 
 
 def _async_http(opts: Options, n: int, notes: list[str]) -> Row:
@@ -133,10 +137,9 @@ def _async_http(opts: Options, n: int, notes: list[str]) -> Row:
 
 def _quietly(emit: Callable[[Any], object]) -> Callable[[Any], None]:
     def target(event: Any) -> None:
-        try:
+        # The provider's thread logs and drops a failed emit too.
+        with contextlib.suppress(Exception):
             emit(event)
-        except Exception:  # noqa: BLE001 - the provider's thread logs and drops it too
-            pass
 
     return target
 
@@ -180,7 +183,8 @@ def _thread_hung(opts: Options, n: int, notes: list[str]) -> Row:
     http.close()
     notes.append(
         f"c. {alive_after} of {len(durations)} per-event threads were still blocked on the backend when "
-        f"their join gave up (leaked); {still} still alive {LEAKED_HTTP_TIMEOUT_S + 3:g}s after the backend stopped"
+        f"their join gave up (leaked); {still} still alive after waiting up to "
+        f"{LEAKED_HTTP_TIMEOUT_S + 3:g}s once the backend stopped"
     )
     return _row(
         f"c. thread per event, join({EXECUTION_TIMEOUT_S:g}s)",
@@ -267,6 +271,9 @@ def run(opts: Options) -> Table:
         "HTTP round trip the caller waits for; e. the round trip alone; f. thread creation alone",
         "a'. ThreadedTransport while its worker is busy delivering to a healthy backend: the caller "
         "competes with the worker for the GIL (back-to-back emits; sparse real events see row a)",
+        "a. its p99 is set by the queue growing into fresh memory: CPython's deque allocates a new "
+        "64-slot block every 64 appends (1.6% of emits, ~2-3 us when it touches new pages); with "
+        "recycled memory (a') the same code has a p99 under 1 us",
         "GC stays enabled (gc.collect() before each timed loop): collector pauses are part of the cost",
         f"collector: {opts.collector_desc}",
     ]

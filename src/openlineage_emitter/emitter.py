@@ -99,6 +99,10 @@ class ThreadEmitter:
         self._caller = TimedCaller(self._send, max_abandoned=MAX_ABANDONED_CALLS, name=self._name)
         self._breaker = CircuitBreaker(self._settings.breaker_threshold, self._settings.breaker_cooldown_s)
         self._replay_not_before = 0.0
+        # Built once: only the worker uses it, and building one per event costs ~25 us.
+        self._retrying = self._settings.retry.retrying(
+            sleep=self._abort.wait, abort=self._abort, before_sleep=self._count_retry
+        )
 
     @property
     def settings(self) -> EmitterSettings:
@@ -318,11 +322,7 @@ class ThreadEmitter:
             if probe:
                 attempt()
             else:
-                settings.retry.retrying(
-                    sleep=self._abort.wait,
-                    abort=self._abort,
-                    before_sleep=self._count_retry,
-                )(attempt)
+                self._retrying(attempt)
         except BaseException as exc:  # noqa: BLE001 - classified and counted below, never lost
             self._failed(event, exc)
         else:
