@@ -63,7 +63,7 @@ class ThreadStrategy:
             self._warn.warn(
                 "skipped",
                 "OpenLineage %s skipped: an earlier extraction is still running past "
-                "execution_timeout (%.0fs); check the extractor or raise execution_timeout",
+                "execution_timeout (%gs); check the extractor or raise execution_timeout",
                 name,
                 self.execution_timeout_s,
             )
@@ -73,13 +73,13 @@ class ThreadStrategy:
                 self.abandoned += 1
             self._warn.warn(
                 "abandoned",
-                "OpenLineage %s did not finish within execution_timeout (%.0fs); abandoned it "
+                "OpenLineage %s did not finish within execution_timeout (%gs); abandoned it "
                 "(its thread ends when it returns)",
                 name,
                 self.execution_timeout_s,
             )
             return False
-        except Exception:
+        except BaseException:  # noqa: BLE001 - an extractor's SystemExit must not end the task
             log.warning("OpenLineage %s failed", name, exc_info=True)
             return False
         return True
@@ -87,9 +87,24 @@ class ThreadStrategy:
     def threads_alive(self) -> int:
         return self._caller.threads_alive()
 
+    def close(self) -> None:
+        """Let the idle helper thread exit (a stuck one exits when its callable returns)."""
+        self._caller.stop()
+
 
 def _call(fn: Callable[[], object]) -> object:
     return fn()
+
+
+_warned_lock = threading.Lock()
+_warned = False
+
+
+def _warn_once_per_process() -> bool:
+    global _warned  # noqa: PLW0603 - "once per process" is process-wide state
+    with _warned_lock:
+        first, _warned = not _warned, True
+    return first
 
 
 class ForkStrategy:
@@ -116,13 +131,10 @@ class ForkStrategy:
         self.child_setup = child_setup
         self.fallbacks = 0
         self.kills = 0
-        self._warned = False
 
     def run(self, fn: Callable[[], object], name: str) -> bool:
         if threading.active_count() > 1 and not self.force:
-            self.fallbacks += 1
-            if not self._warned:
-                self._warned = True
+            if _warn_once_per_process():
                 log.warning(
                     "OpenLineage: not forking for %s: this process runs %d threads and fork() "
                     "could deadlock the child; using the thread strategy instead (set "
@@ -130,23 +142,39 @@ class ForkStrategy:
                     name,
                     threading.active_count(),
                 )
-            return self.fallback.run(fn, name)
+            return self._fall_back(fn, name)
         try:
             pid = os.fork()
         except OSError:
             log.warning("OpenLineage: fork failed for %s; using the thread strategy", name, exc_info=True)
-            return self.fallback.run(fn, name)
+            return self._fall_back(fn, name)
         if pid == 0:
             _child(fn, name, self.child_setup)  # never returns
         return self._wait(pid, name)
 
+    def _fall_back(self, fn: Callable[[], object], name: str) -> bool:
+        self.fallbacks += 1
+        try:
+            return self.fallback.run(fn, name)
+        finally:
+            # Its idle helper thread would otherwise keep this process "multi-threaded"
+            # and stop every later hook from forking.
+            close = getattr(self.fallback, "close", None)
+            if close is not None:
+                close()
+
     def _wait(self, pid: int, name: str) -> bool:
         finished = False
         try:
-            finished = _wait_pid(pid, self.execution_timeout_s)
+            try:
+                finished = _wait_pid(pid, self.execution_timeout_s)
+            except ChildProcessError:
+                # SIGCHLD ignored: the kernel reaped the child already. Never signal
+                # that pid again: it may belong to another process by now.
+                finished = True
             if not finished:
                 log.warning(
-                    "OpenLineage %s child %d did not finish within execution_timeout (%.0fs); terminating it",
+                    "OpenLineage %s child %d did not finish within execution_timeout (%gs); terminating it",
                     name,
                     pid,
                     self.execution_timeout_s,
