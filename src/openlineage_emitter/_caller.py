@@ -111,12 +111,23 @@ class TimedCaller:
         cancelled: Callable[[], bool] = lambda: False,
         *,
         busy_wait_s: float | None = None,
+        while_waiting: Callable[[], None] | None = None,
     ) -> object:
-        """``fn(arg)`` on a helper thread; ``busy_wait_s`` (default ``timeout_s``) bounds
-        the wait for a free thread while the abandoned-call cap is reached."""
+        """``fn(arg)`` on a helper thread, waited on for at most ``timeout_s``.
+
+        ``busy_wait_s`` (default ``timeout_s``) bounds the wait for a free thread while
+        the abandoned-call cap is reached; ``while_waiting`` runs every 50 ms meanwhile.
+        """
         runner = self._runner(timeout_s if busy_wait_s is None else busy_wait_s, cancelled)
         runner.start(arg)
-        runner.done.wait(timeout_s)
+        if while_waiting is None:
+            runner.done.wait(timeout_s)
+        else:
+            deadline = time.monotonic() + timeout_s
+            while not runner.done.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    break
+                while_waiting()
         with self.lock:
             if not runner.done.is_set():
                 # Give up on this call; the runner exits by itself whenever the call returns.

@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 _Item = tuple[Any, float]  # (event, monotonic submit time)
 
+#: Events refused by a full queue held (at most) for the worker to spill: at least this
+#: many, so a burst while a call hangs reaches the disk instead of being dropped.
+MIN_OVERFLOW_HELD = 1024
+
 #: Seconds between looks for new backlog batches (other processes may spill) while idle.
 BACKLOG_RESCAN_S = 5.0
 
@@ -37,7 +41,8 @@ BACKLOG_RESCAN_S = 5.0
 class Batch(Protocol):
     """Events taken from a backlog; ``done(n)``: the first ``n`` are finished with."""
 
-    events: Sequence[Any]
+    @property
+    def events(self) -> Sequence[Any]: ...
 
     def done(self, consumed: int) -> None: ...
 
@@ -45,9 +50,15 @@ class Batch(Protocol):
 class Backlog(Protocol):
     """Where undeliverable events go, and come back from (e.g. the spool)."""
 
-    def spill(self, events: Sequence[Any]) -> bool: ...
+    def spill(self, events: Sequence[Any]) -> tuple[int, int]:
+        """Write events durably; returns (written, invalid: cannot be serialised at all)."""
+        ...
 
     def take(self) -> Batch | None: ...
+
+    def reject(self, events: Sequence[Any], reason: str) -> None:
+        """Set aside replayed events the backend refuses for good (a human looks at them)."""
+        ...
 
     def counts(self) -> tuple[int, int]:
         """(events quarantined, events evicted by the size bound) so far."""
@@ -101,7 +112,7 @@ class ThreadEmitter:
         self._replay_not_before = 0.0
         # Built once: only the worker uses it, and building one per event costs ~25 us.
         self._retrying = self._settings.retry.retrying(
-            sleep=self._abort.wait, abort=self._abort, before_sleep=self._count_retry
+            sleep=self._pause, abort=self._abort, before_sleep=self._count_retry
         )
 
     @property
@@ -147,7 +158,9 @@ class ThreadEmitter:
     def _overflowed(self, event: Any) -> bool:
         """Under the lock: keep an event the full queue refused for spilling; False if dropped."""
         # The caller never touches the disk: with a backlog the worker spills it.
-        if self._backlog is not None and len(self._overflow) < self._settings.queue_size:
+        if self._backlog is not None and len(self._overflow) < max(
+            self._settings.queue_size, MIN_OVERFLOW_HELD
+        ):
             self._overflow.append(event)
             return True
         self._counters.dropped["queue_full"] += 1
@@ -228,7 +241,7 @@ class ThreadEmitter:
         if left:
             spooled = self._spill(left)
             log.warning(
-                "%s closed after %.1fs with %d event(s) undelivered (%d in flight); %s; raise "
+                "%s closed after %gs with %d event(s) undelivered (%d in flight); %s; raise "
                 "emitter_shutdown_timeout to wait longer",
                 self._name,
                 budget_s,
@@ -239,36 +252,51 @@ class ThreadEmitter:
         return drained
 
     def _spill(self, events: Sequence[Any], reason: str = "shutdown") -> bool:
-        """Spill to the backlog, else count as dropped. Returns True if spilled."""
-        spilled = False
+        """Spill to the backlog; what is not written counts as dropped. True if all written."""
+        written = invalid = 0
         if self._backlog is not None:
             try:
-                spilled = self._backlog.spill(events)
+                written, invalid = self._backlog.spill(events)
             except Exception:
                 log.warning("%s: spilling to the spool failed", self._name, exc_info=True)
         with self._lock:
-            if spilled:
-                self._counters.spooled += len(events)
-            else:
-                self._counters.dropped[reason] += len(events)
-        return spilled
+            self._counters.spooled += written
+            self._counters.dropped["non_retryable"] += invalid
+            self._counters.dropped[reason] += len(events) - written - invalid
+        return written == len(events)
+
+    def _spill_overflow(self) -> None:
+        """Worker side: write what the full queue refused, also while a call or backoff waits."""
+        if not self._overflow:
+            return
+        with self._lock:
+            overflow = list(self._overflow)
+            self._overflow.clear()
+        self._spill(overflow, "queue_full")
+
+    def _pause(self, seconds: float) -> None:
+        """Backoff sleep that ends early on close and keeps spilling overflow meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self._abort.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._abort.wait(min(remaining, 0.05))
+            self._spill_overflow()
 
     # -- worker side -------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
+            self._spill_overflow()
             with self._lock:
-                overflow = list(self._overflow)
-                self._overflow.clear()
                 item = self._queue.popleft() if self._queue else None
                 self._current, self._current_settled = item, False
-                if item is None and not overflow and (self._closed or self._abort.is_set()):
+                if item is None and not self._overflow and (self._closed or self._abort.is_set()):
                     return
-            if overflow:
-                self._spill(overflow, "queue_full")
             if item is None:
                 self._notify_if_idle()
-                if overflow:
+                if self._overflow:
                     continue
                 if self._may_replay() and self._replay():
                     continue
@@ -302,6 +330,12 @@ class ThreadEmitter:
         event, submitted_at = item
         settings = self._settings
         if not self._breaker.allow():
+            if self._backlog is not None:
+                # Spill everything queued behind it as one batch: one file, not one per event.
+                with self._lock:
+                    behind = [queued for queued, _ in self._queue]
+                    self._queue.clear()
+                self._spill(behind, "breaker_open")
             self._settle(event, "breaker_open")
             self._warn.warn(
                 "breaker_open",
@@ -316,7 +350,9 @@ class ThreadEmitter:
         probe = self._breaker.probing
 
         def attempt() -> object:
-            return self._caller.call(event, settings.call_timeout_s, self._abort.is_set)
+            return self._caller.call(
+                event, settings.call_timeout_s, self._abort.is_set, while_waiting=self._spill_overflow
+            )
 
         try:
             if probe:
@@ -363,7 +399,7 @@ class ThreadEmitter:
         self._settle(event, "retries_exhausted")
         if self._breaker.record_failure() is BreakerState.OPEN:
             log.warning(
-                "%s: circuit breaker open: backend failing (%s: %s); not calling it for %.0fs",
+                "%s: circuit breaker open: backend failing (%s: %s); not calling it for %gs",
                 self._name,
                 verdict.reason,
                 _short(exc),
@@ -372,7 +408,7 @@ class ThreadEmitter:
         else:
             self._warn.warn(
                 "retries_exhausted",
-                "%s: event undelivered after retrying for up to %.0fs (%s: %s); check the backend "
+                "%s: event undelivered after retrying for up to %gs (%s: %s); check the backend "
                 "or raise emitter_retry_deadline",
                 self._name,
                 self._settings.retry.deadline_s,
@@ -395,18 +431,23 @@ class ThreadEmitter:
             self._backlog is not None
             and not self._closed
             and time.monotonic() >= self._replay_not_before
-            and self._breaker.state is BreakerState.CLOSED
+            and self._breaker.state is not BreakerState.OPEN
         )
 
     def _replay(self) -> bool:
         """Replay one backlog batch, live events first. True if anything was replayed."""
         assert self._backlog is not None
+        probing = self._breaker.state is BreakerState.HALF_OPEN
+        if probing and not self._breaker.allow():
+            return False
         try:
             batch = self._backlog.take()
         except Exception:
             log.warning("%s: reading the spool failed", self._name, exc_info=True)
             batch = None
         if batch is None:
+            if probing:
+                self._breaker.abandon_probe()
             self._replay_not_before = time.monotonic() + BACKLOG_RESCAN_S
             return False
         consumed = 0
@@ -415,18 +456,31 @@ class ThreadEmitter:
                 if self._queue or self._abort.is_set():
                     break  # live events go first; the rest of the batch stays spooled
                 try:
-                    self._caller.call(event, self._settings.call_timeout_s, self._abort.is_set)
+                    self._caller.call(
+                        event,
+                        self._settings.call_timeout_s,
+                        self._abort.is_set,
+                        while_waiting=self._spill_overflow,
+                    )
                 except BaseException as exc:  # noqa: BLE001 - classified below
                     if classify(exc).retryable:
                         self._replay_not_before = time.monotonic() + self._settings.breaker_cooldown_s
+                        if probing:
+                            self._breaker.record_failure()
                         break
-                    with self._lock:
-                        self._counters.dropped["non_retryable"] += 1
+                    # Refused for good: kept aside for a human, never deleted unseen.
+                    self._backlog.reject([event], classify(exc).reason)
                 else:
                     with self._lock:
                         self._counters.replayed += 1
+                if probing:
+                    probing = False
+                    if self._breaker.record_success() is BreakerState.CLOSED:
+                        log.warning("%s: backend answers again; circuit breaker closed", self._name)
                 consumed += 1
         finally:
+            if probing:  # the probe never ran (live events came first)
+                self._breaker.abandon_probe()
             batch.done(consumed)
         return consumed > 0
 

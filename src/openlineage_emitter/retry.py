@@ -227,6 +227,11 @@ class CircuitBreaker:
                 return True
             return False
 
+    def abandon_probe(self) -> None:
+        """The probe allowed by ``allow`` was not sent after all: allow another one."""
+        with self._lock:
+            self._probing = False
+
     @property
     def probing(self) -> bool:
         with self._lock:

@@ -8,6 +8,7 @@ OpenLineageClient(config={"transport": {
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -147,7 +148,7 @@ class ThreadedTransport(Transport):
             _inner_config(config.inner, config.settings)
         )
         settings = config.settings
-        self.spool = Spool(settings.spool_dir, settings.spool_max_bytes) if settings.spool_dir else None
+        self.spool = _open_spool(settings)
         self._emitter = ThreadEmitter(
             self.inner.emit,
             settings,
@@ -233,14 +234,22 @@ class SpoolBacklog:
     def __init__(self, spool: Spool) -> None:
         self.spool = spool
 
-    def spill(self, events: Sequence[Any]) -> bool:
+    def spill(self, events: Sequence[Any]) -> tuple[int, int]:
         records = []
         for event in events:
             try:
                 records.append(Serde.to_json(event).encode("utf-8"))
             except Exception:
                 log.warning("cannot write an unserialisable event to the spool", exc_info=True)
-        return self.spool.write(records)
+        invalid = len(events) - len(records)
+        return (len(records) if self.spool.write(records) else 0), invalid
+
+    def reject(self, events: Sequence[Any], reason: str) -> None:
+        records = []
+        for event in events:
+            with contextlib.suppress(TypeError, ValueError):
+                records.append(json.dumps(event).encode("utf-8"))
+        self.spool.quarantine_records(records, reason)
 
     def take(self) -> _SpoolBatch | None:
         while True:
@@ -250,6 +259,8 @@ class SpoolBacklog:
             try:
                 records = claim.records()
                 events = [json.loads(r) for r in records]
+                if not all(isinstance(e, dict) for e in events):
+                    raise SpoolError("a record is not a JSON object")
             except (SpoolError, ValueError) as exc:
                 claim.quarantine(str(exc)[:200])
                 continue
@@ -257,6 +268,22 @@ class SpoolBacklog:
 
     def counts(self) -> tuple[int, int]:
         return self.spool.quarantined, self.spool.evicted
+
+
+def _open_spool(settings: EmitterSettings) -> Spool | None:
+    if not settings.spool_dir:
+        return None
+    try:
+        return Spool(settings.spool_dir, settings.spool_max_bytes)
+    except OSError as exc:
+        # Emission must keep working without a spool rather than not at all.
+        log.warning(
+            "emitter_spool_dir %s is unusable (%s); continuing without a spool: undeliverable "
+            "events will be dropped",
+            settings.spool_dir,
+            exc,
+        )
+        return None
 
 
 _synchronous = False

@@ -1,0 +1,1 @@
+"""Spool scenarios that need a process of their own (claim races, SIGKILL, concurrent replay)."""

@@ -1,0 +1,787 @@
+"""The durable spool: the Spool itself, the emitter's backlog on it, and ThreadedTransport
+spilling to it and replaying from it against a real loopback collector.
+
+Tests marked ``xfail(strict=True)`` state the intended behaviour where the code does not
+meet it yet; each names the bug. They turn into failures (XPASS) once it is fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+from openlineage.client.serde import Serde
+
+from openlineage_emitter import BreakerState, EmitterSettings, RetryPolicy, ThreadedTransport
+from openlineage_emitter.collector import Answer, Collector, refusing_url
+from openlineage_emitter.spool import Spool
+from openlineage_emitter.transport import SpoolBacklog
+from tests.conftest import make_event, wait_until
+from tests.spool_helpers.scenarios import READY, RESULT, spool_is_empty
+
+ROOT = Path(__file__).resolve().parents[1]
+BIG = 10**9  # a size bound that is never reached
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def record(event: Any) -> bytes:
+    """One spool record, as the emitter's backlog writes it."""
+    return Serde.to_json(event).encode("utf-8")
+
+
+def batches(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.name.endswith(".jsonl"))
+
+
+def entries(directory: Path) -> list[str]:
+    """Everything in the spool directory but the quarantine folder."""
+    return sorted(n for n in os.listdir(directory) if n != "quarantine")
+
+
+def spooled_run_ids(directory: Path) -> list[str]:
+    """runIds of every record in every batch (claimed ones included), sorted."""
+    ids = []
+    for path in directory.iterdir():
+        if ".jsonl" in path.name and path.is_file():
+            ids += [json.loads(line)["run"]["runId"] for line in path.read_bytes().splitlines() if line]
+    return sorted(ids)
+
+
+def hand_made(directory: Path, content: bytes, *, count: int, when_ns: int = 1) -> Path:
+    """A batch file written without the Spool (e.g. a corrupt one), older than any real batch."""
+    path = directory / f"{when_ns:020d}-999999-0-{count}.jsonl"
+    path.write_bytes(content)
+    path.chmod(0o600)
+    return path
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def run_ids(events: list[Any]) -> list[str]:
+    return [e["run"]["runId"] for e in events]
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(10)
+    return proc.pid
+
+
+class Scenario:
+    """``python -m tests.spool_helpers.scenarios NAME ARGS`` with deadlines on every read."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.spool_helpers.scenarios", *args],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self._out = b""
+
+    def wait_ready(self, timeout_s: float = 15) -> None:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        while READY.encode() not in self._out:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no {READY} within {timeout_s}s"
+            readable, _, _ = select.select([self.proc.stdout], [], [], remaining)
+            if readable:
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                assert chunk, f"exited before {READY}: {self.stderr()}"
+                self._out += chunk
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.flush()
+
+    def finish(self, timeout_s: float = 30) -> tuple[int, dict[str, Any], str]:
+        """(exit code, the RESULT payload, stderr)."""
+        try:
+            out, err = self.proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"scenario did not end within {timeout_s}s") from None
+        text = (self._out + out).decode()
+        lines = [line for line in text.splitlines() if line.startswith(RESULT)]
+        assert len(lines) == 1, f"stdout={text!r} stderr={err.decode()}"
+        return self.proc.returncode, json.loads(lines[0][len(RESULT) :]), err.decode()
+
+    def stderr(self) -> str:
+        self.kill()
+        assert self.proc.stderr is not None
+        return self.proc.stderr.read().decode()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+
+
+@pytest.fixture
+def scenarios() -> Iterator[list[Scenario]]:
+    """Scenario processes the test starts; any still running at teardown are killed."""
+    started: list[Scenario] = []
+    yield started
+    for scenario in started:
+        scenario.kill()
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Path) -> Path:
+    return tmp_path / "spool"
+
+
+class MakeTransport(Protocol):
+    def __call__(self, url: str, spool_dir: Path, **settings: Any) -> ThreadedTransport: ...
+
+
+@pytest.fixture
+def make_transport() -> Iterator[MakeTransport]:
+    """ThreadedTransport(http) with a spool and short retry/breaker timings; closed at teardown."""
+    made: list[ThreadedTransport] = []
+
+    def make(url: str, spool_dir: Path, **settings: Any) -> ThreadedTransport:
+        given: dict[str, Any] = {
+            "call_timeout_s": 2.0,
+            "retry": RetryPolicy(attempts=1),
+            "breaker_threshold": 2,
+            "breaker_cooldown_s": 0.2,
+            "shutdown_timeout_s": 1.0,
+            **settings,
+        }
+        transport = ThreadedTransport.wrap(
+            {"type": "http", "url": url}, EmitterSettings(spool_dir=str(spool_dir), **given)
+        )
+        made.append(transport)
+        return transport
+
+    yield make
+    for transport in made:
+        transport.close(0.5)
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def emit_all(transport: ThreadedTransport, count: int, job: str = "job") -> list[str]:
+    events = [make_event(job=job) for _ in range(count)]
+    for event in events:
+        transport.emit(event)
+    return [e.run.runId for e in events]
+
+
+def prefill(spool_dir: Path, batches_of: list[int], job: str = "spooled") -> list[str]:
+    """Write batches of events to the spool as an earlier process would have; their runIds."""
+    spool = Spool(spool_dir, BIG)
+    ids: list[str] = []
+    for count in batches_of:
+        events = [make_event(job=job) for _ in range(count)]
+        assert spool.write([record(e) for e in events])
+        ids += [e.run.runId for e in events]
+    return ids
+
+
+# -- Spool: writing ------------------------------------------------------------------------
+
+
+def test_write_leaves_exactly_one_batch_and_no_temporary_file(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    assert spool.write([b'{"a": 1}', b'{"a": 2}']) is True
+    names = os.listdir(spool_dir)
+    assert len(names) == 1
+    assert names[0].endswith(".jsonl")
+    assert not names[0].startswith(".tmp-")
+    assert spool.written == 2
+
+
+def test_write_fsyncs_the_data_before_the_name_appears_and_then_the_directory(
+    spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(spool_dir, BIG)
+    real_fsync = os.fsync
+    synced: list[tuple[str, list[str]]] = []
+
+    def spy(fd: int) -> None:
+        kind = "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        synced.append((kind, sorted(os.listdir(spool_dir))))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    assert spool.write([b'{"a": 1}'])
+    monkeypatch.undo()
+    [(first, seen_then), (second, _)] = synced
+    assert first == "file"
+    assert len(seen_then) == 1
+    assert seen_then[0].startswith(".tmp-")  # only the temporary name existed while syncing
+    assert second == "dir"  # the rename itself is made durable
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077], ids=["umask000", "umask022", "umask077"])
+def test_directory_is_0700_and_batches_0600_whatever_the_umask(spool_dir: Path, umask: int) -> None:
+    previous = os.umask(umask)
+    try:
+        spool = Spool(spool_dir, BIG)
+        assert spool.write([b'{"a": 1}'])
+    finally:
+        os.umask(previous)
+    assert mode(spool_dir) == 0o700
+    [batch] = batches(spool_dir)
+    assert mode(batch) == 0o600
+
+
+def test_an_existing_open_directory_is_tightened_to_0700(spool_dir: Path) -> None:
+    spool_dir.mkdir()
+    spool_dir.chmod(0o777)
+    Spool(spool_dir, BIG).write([b'{"a": 1}'])
+    assert mode(spool_dir) == 0o700
+
+
+def test_records_round_trip_through_a_claim(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    events = [make_event() for _ in range(3)]
+    spool.write([record(e) for e in events])
+    claim = spool.claim()
+    assert claim is not None
+    assert claim.count == 3
+    assert [json.loads(r) for r in claim.records()] == [json.loads(record(e)) for e in events]
+
+
+def test_a_temporary_file_is_never_claimed(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    (spool_dir / f".tmp-{1:020d}-1-0-1.jsonl").write_bytes(b'{"half": "written"}\n')
+    assert spool.claim() is None
+    assert spool.pending() == (0, 0)
+
+
+# -- Spool: size bound ---------------------------------------------------------------------
+
+
+def test_writing_past_max_bytes_evicts_the_oldest_batches_and_counts_their_records(
+    spool_dir: Path,
+) -> None:
+    line = 99  # each record is 100 bytes on disk with its newline
+    spool = Spool(spool_dir, max_bytes=450)
+
+    def batch(tag: str, count: int) -> list[bytes]:
+        return [f"{tag}{i}".ljust(line, "x").encode() for i in range(count)]
+
+    for tag, count in [("a", 1), ("b", 2), ("c", 3), ("d", 1)]:  # 100, 200, 300, 100 bytes
+        assert spool.write(batch(tag, count))
+    kept = [p.read_bytes()[:1] for p in batches(spool_dir)]
+    assert kept == [b"c", b"d"]  # the newest, 400 bytes <= 450
+    assert spool.evicted == 3  # a (1) and b (2)
+    assert spool.written == 7
+
+
+def test_the_bound_is_not_enforced_below_max_bytes(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, max_bytes=10_000)
+    for i in range(5):
+        spool.write([b'{"i": %d}' % i])
+    assert len(batches(spool_dir)) == 5
+    assert spool.evicted == 0
+
+
+# -- Spool: claims -------------------------------------------------------------------------
+
+
+def test_a_claim_renames_the_batch_to_a_claim_of_this_process(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    spool.write([b'{"a": 1}'])
+    [batch] = batches(spool_dir)
+    claim = spool.claim()
+    assert claim is not None
+    assert claim.name == batch.name
+    assert entries(spool_dir) == [f"{batch.name}.claim-{os.getpid()}"]
+    assert spool.pending() == (0, 0)
+
+
+def test_claims_take_the_oldest_batch_first(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    for i in range(3):
+        spool.write([b'{"i": %d}' % i])
+    order = []
+    while (claim := spool.claim()) is not None:
+        order.append(claim.records())
+        claim.ack()
+    assert order == [[b'{"i": 0}'], [b'{"i": 1}'], [b'{"i": 2}']]
+
+
+def test_a_claimed_batch_is_not_claimed_again_by_another_spool(spool_dir: Path) -> None:
+    first, second = Spool(spool_dir, BIG), Spool(spool_dir, BIG)
+    first.write([b'{"a": 1}'])
+    assert first.claim() is not None
+    assert second.claim() is None
+
+
+def test_two_spools_racing_on_one_directory_never_claim_the_same_batch(spool_dir: Path) -> None:
+    writer = Spool(spool_dir, BIG)
+    for i in range(100):
+        writer.write([b'{"i": %d}' % i])
+    claimed: list[list[str]] = [[], []]
+    start = threading.Barrier(2)
+
+    def drain(slot: int) -> None:
+        spool = Spool(spool_dir, BIG)
+        start.wait(5)
+        while (claim := spool.claim()) is not None:
+            claimed[slot].append(claim.name)
+            claim.ack()
+
+    threads = [threading.Thread(target=drain, args=(slot,)) for slot in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert not set(claimed[0]) & set(claimed[1])
+    assert len(claimed[0]) + len(claimed[1]) == 100
+    assert entries(spool_dir) == []
+
+
+def test_release_gives_the_batch_back_under_its_name(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    spool.write([b'{"a": 1}'])
+    [batch] = batches(spool_dir)
+    claim = spool.claim()
+    assert claim is not None
+    claim.release()
+    assert entries(spool_dir) == [batch.name]
+    again = spool.claim()
+    assert again is not None
+    assert again.records() == [b'{"a": 1}']
+
+
+def test_ack_removes_the_batch(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    spool.write([b'{"a": 1}'])
+    claim = spool.claim()
+    assert claim is not None
+    claim.ack()
+    assert entries(spool_dir) == []
+    assert spool.claim() is None
+
+
+def test_keep_from_keeps_only_the_records_not_yet_delivered(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    spool.write([b'{"i": 0}', b'{"i": 1}', b'{"i": 2}', b'{"i": 3}'])
+    claim = spool.claim()
+    assert claim is not None
+    claim.keep_from(claim.records(), 2)
+    [rest] = batches(spool_dir)
+    assert rest.read_bytes() == b'{"i": 2}\n{"i": 3}\n'
+    assert rest.name.endswith("-2.jsonl")  # the record count in the name follows
+    assert spool.written == 4  # a rewrite is not a new spill
+    assert not [n for n in entries(spool_dir) if ".claim-" in n]
+
+
+def test_keep_from_keeps_the_rest_ahead_of_newer_batches(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    spool.write([b'{"i": 0}', b'{"i": 1}'])
+    spool.write([b'{"i": 2}'])
+    claim = spool.claim()
+    assert claim is not None
+    claim.keep_from(claim.records(), 1)
+    order = []
+    while (next_claim := spool.claim()) is not None:
+        order += next_claim.records()
+        next_claim.ack()
+    assert order == [b'{"i": 1}', b'{"i": 2}']
+
+
+def test_keep_from_that_cannot_write_the_rest_loses_nothing(
+    spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(spool_dir, BIG)
+    spool.write([b'{"i": 0}', b'{"i": 1}'])
+    claim = spool.claim()
+    assert claim is not None
+    real_open = os.open
+
+    def disk_full(path: Any, flags: int, mode: int = 0o777, **kwargs: Any) -> int:
+        if os.path.basename(path).startswith(".tmp-"):
+            raise OSError(28, "No space left on device")
+        return real_open(path, flags, mode, **kwargs)
+
+    monkeypatch.setattr(os, "open", disk_full)
+    claim.keep_from(claim.records(), 1)
+    monkeypatch.undo()
+    spool.reclaim_orphans()
+    left = []
+    while (next_claim := spool.claim()) is not None:
+        left += next_claim.records()
+        next_claim.ack()
+    assert b'{"i": 1}' in left
+
+
+@pytest.mark.integration
+def test_a_claim_whose_owner_is_dead_is_reclaimed(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    spool.write([b'{"a": 1}'])
+    [batch] = batches(spool_dir)
+    owner = dead_pid()
+    os.replace(batch, batch.with_name(f"{batch.name}.claim-{owner}"))
+    claim = spool.claim()
+    assert claim is not None
+    assert claim.name == batch.name
+    assert claim.records() == [b'{"a": 1}']
+    assert entries(spool_dir) == [f"{batch.name}.claim-{os.getpid()}"]
+
+
+@pytest.mark.integration
+def test_a_claim_whose_owner_is_alive_is_not_reclaimed(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    spool.write([b'{"a": 1}'])
+    [batch] = batches(spool_dir)
+    owner = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        held = batch.with_name(f"{batch.name}.claim-{owner.pid}")
+        os.replace(batch, held)
+        assert spool.claim() is None
+        assert spool.reclaim_orphans() == 0
+        assert entries(spool_dir) == [held.name]
+    finally:
+        assert owner.stdin is not None
+        owner.stdin.close()
+        owner.wait(10)
+
+
+@pytest.mark.integration
+def test_two_processes_racing_on_one_directory_never_claim_the_same_batch(
+    spool_dir: Path, scenarios: list[Scenario]
+) -> None:
+    writer = Spool(spool_dir, BIG)
+    for i in range(100):
+        writer.write([b'{"i": %d}' % i])
+    written = {p.name for p in batches(spool_dir)}
+    racers = [Scenario("claim-all", str(spool_dir)) for _ in range(2)]
+    scenarios += racers
+    for racer in racers:
+        racer.wait_ready()
+    for racer in racers:
+        racer.go()
+    results = [racer.finish() for racer in racers]
+    for code, _, err in results:
+        assert code == 0, err
+    first, second = (set(payload["claimed"]) for _, payload, _ in results)
+    assert not first & second
+    assert first | second == written
+    assert entries(spool_dir) == []
+
+
+# -- SpoolBacklog: corrupt files -----------------------------------------------------------
+
+CORRUPT = {
+    "garbage-bytes": b"\x00\xff\xfe\x80 not json at all \x81\n",
+    "invalid-json-line": b'{"eventType": "START"}\n{"eventType": "COMPL\n',
+    "empty": b"",
+    "blank-lines": b"\n \n\n",
+}
+
+
+@pytest.mark.parametrize("content", list(CORRUPT.values()), ids=list(CORRUPT))
+def test_a_corrupt_batch_is_quarantined_and_take_goes_on_to_the_next(spool_dir: Path, content: bytes) -> None:
+    spool = Spool(spool_dir, BIG)
+    backlog = SpoolBacklog(spool)
+    corrupt = hand_made(spool_dir, content, count=2)
+    good = make_event()
+    spool.write([record(good)])
+
+    batch = backlog.take()
+    assert batch is not None
+    assert run_ids(list(batch.events)) == [good.run.runId]
+    assert (spool_dir / "quarantine" / corrupt.name).read_bytes() == content
+    assert mode(spool_dir / "quarantine") == 0o700
+    assert backlog.counts() == (2, 0)  # the records its name declares
+
+    batch.done(1)
+    assert backlog.take() is None  # never returned again
+    assert entries(spool_dir) == []
+    assert backlog.counts() == (2, 0)
+
+
+def test_a_batch_of_json_that_is_not_events_is_quarantined(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    backlog = SpoolBacklog(spool)
+    hand_made(spool_dir, b'42\n"text"\n', count=2)
+    assert backlog.take() is None
+    assert backlog.counts() == (2, 0)
+
+
+# -- ThreadedTransport: spilling ---------------------------------------------------------
+
+
+def spool_an_outage(transport: ThreadedTransport, count: int) -> list[str]:
+    """Emit ``count`` events to a dead backend and wait until all of them are on disk."""
+    ids = emit_all(transport, count)
+    assert wait_until(lambda: transport.stats().spooled == count), transport.stats()
+    return ids
+
+
+def test_events_a_dead_backend_refuses_are_spooled_not_dropped(
+    spool_dir: Path, make_transport: MakeTransport
+) -> None:
+    transport = make_transport(refusing_url(), spool_dir)
+    ids = spool_an_outage(transport, 20)
+    stats = transport.stats()
+    assert (stats.delivered, stats.dropped_total, stats.spooled) == (0, 0, 20)
+    assert stats.breaker_state != BreakerState.CLOSED.value  # some were spilled as breaker_open
+    assert spooled_run_ids(spool_dir) == sorted(ids)
+
+
+def test_after_an_outage_every_event_is_delivered_exactly_once(
+    spool_dir: Path, make_transport: MakeTransport
+) -> None:
+    url = refusing_url()
+    transport = make_transport(url, spool_dir)
+    ids = spool_an_outage(transport, 20)
+    with Collector(port=port_of(url)) as back:
+        assert wait_until(lambda: transport.stats().breaker_state == BreakerState.HALF_OPEN.value)
+        [live] = emit_all(transport, 1, job="live")
+        assert back.wait_for(21, timeout_s=5)
+        assert wait_until(lambda: entries(spool_dir) == [])
+        delivered = run_ids(back.events)
+    assert sorted(delivered) == sorted([*ids, live])
+    assert len(set(delivered)) == len(delivered) == 21
+    stats = transport.stats()
+    assert (stats.delivered, stats.replayed, stats.spooled, stats.dropped_total) == (1, 20, 20, 0)
+
+
+def test_spool_drains_by_itself_when_the_backend_answers_again(
+    spool_dir: Path, make_transport: MakeTransport
+) -> None:
+    """With the breaker still closed, replay retries every cooldown without a new event."""
+    with Collector(Answer(status=503)) as collector:
+        transport = make_transport(collector.url, spool_dir, breaker_threshold=0)
+        ids = spool_an_outage(transport, 10)
+        collector.answer(Answer(status=200))
+        assert collector.wait_for(10, timeout_s=5)
+        assert wait_until(lambda: entries(spool_dir) == [])
+        delivered = run_ids(collector.events)
+    assert sorted(delivered) == sorted(ids)
+    assert len(set(delivered)) == 10
+    assert transport.stats().replayed == 10
+
+
+def test_spool_drains_after_the_breaker_opened_without_a_new_live_event(
+    spool_dir: Path, make_transport: MakeTransport
+) -> None:
+    with Collector(Answer(status=503)) as collector:
+        transport = make_transport(collector.url, spool_dir, breaker_threshold=1)
+        spool_an_outage(transport, 3)
+        assert transport.stats().breaker_state != BreakerState.CLOSED.value
+        collector.answer(Answer(status=200))
+        assert collector.wait_for(3, timeout_s=3)
+
+
+def test_a_full_queue_spills_refused_events_to_the_spool(
+    spool_dir: Path, make_transport: MakeTransport
+) -> None:
+    with Collector(Answer(hang=True)) as hung:
+        transport = make_transport(hung.url, spool_dir, queue_size=4, call_timeout_s=1.0, breaker_threshold=0)
+        emit_all(transport, 1)
+        assert hung.wait_for(1, timeout_s=5, delivered=False)  # the worker is stuck on it
+        emit_all(transport, 4)  # queued
+        refused = emit_all(transport, 4)  # the queue is full: each emit returns at once
+        assert transport.stats().queue_depth == 8
+        # The refused four and the timed-out first one; the counter follows the write.
+        assert wait_until(lambda: transport.stats().spooled >= 5)
+        assert set(refused) <= set(spooled_run_ids(spool_dir))
+        assert transport.stats().dropped_total == 0
+
+
+def test_a_full_queue_with_a_spool_drops_nothing_while_a_call_hangs(
+    spool_dir: Path, make_transport: MakeTransport
+) -> None:
+    with Collector(Answer(hang=True)) as hung:
+        transport = make_transport(hung.url, spool_dir, queue_size=4, call_timeout_s=5)
+        emit_all(transport, 1)
+        assert hung.wait_for(1, timeout_s=5, delivered=False)
+        emit_all(transport, 4 + 12)
+        assert transport.stats().dropped["queue_full"] == 0
+
+
+def test_close_writes_what_is_still_pending_at_its_deadline_to_the_spool(
+    spool_dir: Path, make_transport: MakeTransport
+) -> None:
+    with Collector(Answer(hang=True)) as hung:
+        transport = make_transport(hung.url, spool_dir, call_timeout_s=30, breaker_threshold=0)
+        ids = emit_all(transport, 20)
+        assert hung.wait_for(1, timeout_s=5, delivered=False)
+        start = time.monotonic()
+        assert transport.close(0.5) is False
+        took = time.monotonic() - start
+        stats = transport.stats()
+    assert took < 0.5 + 0.5
+    assert (stats.spooled, stats.dropped_total, stats.delivered) == (20, 0, 0)
+    assert spooled_run_ids(spool_dir) == sorted(ids)  # the in-flight one too
+
+
+def test_an_unserialisable_event_is_counted_as_dropped_not_spooled(
+    spool_dir: Path, make_transport: MakeTransport
+) -> None:
+    transport = make_transport(refusing_url(), spool_dir, breaker_threshold=1, breaker_cooldown_s=30)
+    spool_an_outage(transport, 1)
+    assert transport.stats().breaker_state == BreakerState.OPEN.value
+    bad = make_event()
+    assert bad.run.facets is not None
+    bad.run.facets["bad"] = {(1, 2): "tuple keys are not JSON"}  # type: ignore[assignment]
+    transport.emit(bad)  # refused by the open breaker, so spilled
+    assert wait_until(lambda: transport.stats().spooled + transport.stats().dropped_total == 2)
+    stats = transport.stats()
+    assert (stats.spooled, stats.dropped["non_retryable"]) == (1, 1)
+
+
+# -- ThreadedTransport: replay order -------------------------------------------------------
+
+
+def test_a_live_event_is_delivered_before_the_spooled_backlog(
+    spool_dir: Path, collector: Collector, make_transport: MakeTransport
+) -> None:
+    spooled = prefill(spool_dir, [5, 5, 5])
+    transport = make_transport(collector.url, spool_dir)
+    [live] = emit_all(transport, 1, job="live")  # starts the worker: the queue comes first
+    assert collector.wait_for(16, timeout_s=5)
+    assert wait_until(lambda: entries(spool_dir) == [])
+    delivered = run_ids(collector.events)
+    assert delivered[0] == live
+    assert sorted(delivered[1:]) == sorted(spooled)
+    assert transport.stats().replayed == 15
+
+
+def test_a_live_event_overtakes_the_rest_of_a_batch_being_replayed(
+    spool_dir: Path, make_transport: MakeTransport
+) -> None:
+    """Deterministic bound: when the live event is queued, at most the one replayed call
+    already in flight can still land before it; the rest of the batch waits."""
+    spooled = prefill(spool_dir, [20])
+    with Collector(Answer(delay_s=0.05)) as slow:
+        transport = make_transport(slow.url, spool_dir)
+        [first] = emit_all(transport, 1, job="live")
+        assert slow.wait_for(4, timeout_s=5)  # the first live event, then replay under way
+        [second] = emit_all(transport, 1, job="live")
+        seen_at_submit = len(slow.events)
+        assert slow.wait_for(22, timeout_s=10)
+        assert wait_until(lambda: entries(spool_dir) == [])
+        delivered = run_ids(slow.events)
+    assert delivered[0] == first
+    assert delivered.index(second) <= seen_at_submit + 1
+    assert sorted(d for d in delivered if d not in (first, second)) == sorted(spooled)
+    assert len(set(delivered)) == 22
+    assert transport.stats().replayed == 20
+
+
+def test_a_spooled_event_the_backend_rejects_on_replay_is_quarantined_not_deleted(
+    spool_dir: Path, collector: Collector, make_transport: MakeTransport
+) -> None:
+    rejected, accepted = prefill(spool_dir, [2])
+    collector.script([Answer(status=200), Answer(status=400)])  # the live event, then the first replayed
+    transport = make_transport(collector.url, spool_dir)
+    emit_all(transport, 1, job="live")
+    assert collector.wait_for(2, timeout_s=5)
+    assert wait_until(lambda: entries(spool_dir) == [])
+    assert accepted in run_ids(collector.events)
+    assert transport.stats().quarantined == 1
+    assert spooled_run_ids(spool_dir / "quarantine") == [rejected]
+
+
+# -- ThreadedTransport: stats --------------------------------------------------------------
+
+
+def test_stats_count_events_evicted_by_the_size_bound(spool_dir: Path, make_transport: MakeTransport) -> None:
+    size = len(record(make_event())) + 1
+    transport = make_transport(
+        refusing_url(), spool_dir, breaker_threshold=0, spool_max_bytes=3 * size + size // 2
+    )
+    ids = spool_an_outage(transport, 8)  # one batch per event: each fails on its own
+    stats = transport.stats()
+    assert (stats.spooled, stats.spool_evicted, stats.dropped_total) == (8, 5, 0)
+    assert spooled_run_ids(spool_dir) == sorted(ids[-3:])  # the newest are kept
+
+
+def test_stats_count_quarantined_events_and_replay_goes_on(
+    spool_dir: Path, collector: Collector, make_transport: MakeTransport
+) -> None:
+    spool_dir.mkdir(mode=0o700)
+    corrupt = hand_made(spool_dir, b"\xff garbage\n", count=3)
+    spooled = prefill(spool_dir, [2])
+    transport = make_transport(collector.url, spool_dir)
+    [live] = emit_all(transport, 1, job="live")
+    assert collector.wait_for(3, timeout_s=5)
+    assert wait_until(lambda: entries(spool_dir) == [])
+    stats = transport.stats()
+    assert (stats.quarantined, stats.replayed, stats.delivered) == (3, 2, 1)
+    assert (spool_dir / "quarantine" / corrupt.name).exists()
+    assert sorted(run_ids(collector.events)) == sorted([live, *spooled])
+
+
+# -- across processes ----------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_events_spooled_by_a_process_killed_after_close_are_delivered_by_the_next(
+    spool_dir: Path, collector: Collector, make_transport: MakeTransport, scenarios: list[Scenario]
+) -> None:
+    with Collector(Answer(hang=True)) as hung:
+        killed = Scenario("spill-and-die", hung.url, str(spool_dir), "10")
+        scenarios.append(killed)
+        killed.wait_ready()
+        killed.go()
+        code, result, err = killed.finish()
+    assert code == -signal.SIGKILL, err
+    assert (result["closed"], result["spooled"], result["dropped"]) == (False, 10, 0)
+    assert spooled_run_ids(spool_dir) == sorted(result["run_ids"])
+
+    transport = make_transport(collector.url, spool_dir)
+    [live] = emit_all(transport, 1, job="live")
+    assert collector.wait_for(11, timeout_s=5)
+    assert wait_until(lambda: entries(spool_dir) == [])
+    delivered = run_ids(collector.events)
+    assert sorted(delivered) == sorted([*result["run_ids"], live])
+    assert len(set(delivered)) == 11
+
+
+@pytest.mark.integration
+def test_two_processes_replaying_one_spool_deliver_every_event_once(
+    spool_dir: Path, scenarios: list[Scenario]
+) -> None:
+    spooled = prefill(spool_dir, [2] * 50)
+    with Collector(Answer(delay_s=0.002)) as collector:
+        replayers = [Scenario("replay-until-empty", collector.url, str(spool_dir)) for _ in range(2)]
+        scenarios += replayers
+        for replayer in replayers:
+            replayer.wait_ready()
+        for replayer in replayers:
+            replayer.go()
+        results = [replayer.finish() for replayer in replayers]
+        delivered = run_ids(collector.events)
+    for code, result, err in results:
+        assert code == 0, err
+        assert (result["empty"], result["closed"], result["dropped"], result["delivered"]) == (
+            True,
+            True,
+            0,
+            1,
+        )
+    assert sum(result["replayed"] for _, result, _ in results) == 100
+    lives = [result["live"] for _, result, _ in results]
+    assert sorted(delivered) == sorted([*spooled, *lives])
+    assert len(set(delivered)) == len(delivered) == 102
+    assert spool_is_empty(spool_dir)
