@@ -17,11 +17,12 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from openlineage_emitter._caller import TimedCaller
 from openlineage_emitter._ratelimit import RateLimitedLog
+from openlineage_emitter.metrics import Metrics, Publisher
 from openlineage_emitter.retry import BreakerState, CircuitBreaker, classify
 from openlineage_emitter.settings import MAX_ABANDONED_CALLS, EmitterSettings, Overflow
 from openlineage_emitter.stats import Counters, EmitterStats
@@ -80,11 +81,15 @@ class ThreadEmitter:
         name: str = "openlineage-emitter",
         close_at_exit: bool = True,
         backlog: Backlog | None = None,
+        metrics: Metrics | None = None,
+        metric_tags: Mapping[str, str] | None = None,
     ) -> None:
         self._send = send
         self._settings = settings or EmitterSettings()
         self._name = name
         self._backlog = backlog
+        self._metrics = metrics
+        self._metric_tags = dict(metric_tags or {})
         self._warn = RateLimitedLog(log)
         self._closed = False
         self._init_state()
@@ -110,6 +115,7 @@ class ThreadEmitter:
         self._caller = TimedCaller(self._send, max_abandoned=MAX_ABANDONED_CALLS, name=self._name)
         self._breaker = CircuitBreaker(self._settings.breaker_threshold, self._settings.breaker_cooldown_s)
         self._replay_not_before = 0.0
+        self._publisher = Publisher(self._metrics, self._metric_tags) if self._metrics is not None else None
         # Built once: only the worker uses it, and building one per event costs ~25 us.
         self._retrying = self._settings.retry.retrying(
             sleep=self._pause, abort=self._abort, before_sleep=self._count_retry
@@ -249,7 +255,24 @@ class ThreadEmitter:
                 int(current is not None),
                 "written to the spool" if spooled else "dropped",
             )
+        self._summarise()
         return drained
+
+    def _summarise(self) -> None:
+        """One line at close: what happened to every event this emitter was given."""
+        stats = self.stats()
+        if self._publisher is not None:
+            self._publisher.publish(stats)
+        reasons = ", ".join(f"{k} {v}" for k, v in stats.dropped.items() if v)
+        log.log(
+            logging.WARNING if stats.dropped_total else logging.INFO,
+            "%s closed: delivered %d, spooled %d, dropped %d%s",
+            self._name,
+            stats.delivered,
+            stats.spooled,
+            stats.dropped_total,
+            f" ({reasons})" if reasons else "",
+        )
 
     def _spill(self, events: Sequence[Any], reason: str = "shutdown") -> bool:
         """Spill to the backlog; what is not written counts as dropped. True if all written."""
@@ -264,6 +287,16 @@ class ThreadEmitter:
             self._counters.dropped["non_retryable"] += invalid
             self._counters.dropped[reason] += len(events) - written - invalid
         return written == len(events)
+
+    def _while_waiting(self) -> None:
+        """Worker side, every 50 ms of a call or backoff wait."""
+        self._spill_overflow()
+        self._publish_if_due()
+
+    def _publish_if_due(self, *, now: bool = False) -> None:
+        publisher = self._publisher
+        if publisher is not None and (now or publisher.due()):
+            publisher.publish(self.stats())
 
     def _spill_overflow(self) -> None:
         """Worker side: write what the full queue refused, also while a call or backoff waits."""
@@ -282,7 +315,7 @@ class ThreadEmitter:
             if remaining <= 0:
                 return
             self._abort.wait(min(remaining, 0.05))
-            self._spill_overflow()
+            self._while_waiting()
 
     # -- worker side -------------------------------------------------------------------
 
@@ -300,6 +333,7 @@ class ThreadEmitter:
                     continue
                 if self._may_replay() and self._replay():
                     continue
+                self._publish_if_due(now=True)
                 self._wake.clear()
                 # Re-check after clear(): a submit between popleft and clear() must not
                 # be left waiting for the next wake-up.
@@ -315,6 +349,7 @@ class ThreadEmitter:
                 with self._lock:
                     self._current = None
                 self._notify_if_idle()
+                self._publish_if_due()
 
     def _notify_if_idle(self) -> None:
         with self._lock:
@@ -350,9 +385,14 @@ class ThreadEmitter:
         probe = self._breaker.probing
 
         def attempt() -> object:
-            return self._caller.call(
-                event, settings.call_timeout_s, self._abort.is_set, while_waiting=self._spill_overflow
-            )
+            started = time.monotonic()
+            try:
+                return self._caller.call(
+                    event, settings.call_timeout_s, self._abort.is_set, while_waiting=self._while_waiting
+                )
+            finally:
+                if self._publisher is not None:
+                    self._publisher.timing("call_latency", time.monotonic() - started)
 
         try:
             if probe:
@@ -362,13 +402,22 @@ class ThreadEmitter:
         except BaseException as exc:  # noqa: BLE001 - classified and counted below, never lost
             self._failed(event, exc)
         else:
+            latency_s = time.monotonic() - submitted_at
             with self._lock:
                 self._counters.delivered += 1
-                self._counters.latencies_s.append(time.monotonic() - submitted_at)
+                self._counters.latencies_s.append(latency_s)
                 self._counters.abandoned_calls = self._caller.abandoned_total
             self._replay_not_before = 0.0
+            if self._publisher is not None:
+                self._publisher.timing("delivery_latency", latency_s)
             if self._breaker.record_success() is BreakerState.CLOSED:
+                self._breaker_changed("closed")
                 log.warning("%s: backend answers again; circuit breaker closed", self._name)
+
+    def _breaker_changed(self, change: str) -> None:
+        if self._publisher is not None:
+            self._publisher.incr(f"breaker.{change}")
+            self._publisher.gauge("breaker_state", {"opened": 2, "closed": 0}.get(change, -1))
 
     def _count_retry(self, _state: object) -> None:
         with self._lock:
@@ -398,6 +447,7 @@ class ThreadEmitter:
             return
         self._settle(event, "retries_exhausted")
         if self._breaker.record_failure() is BreakerState.OPEN:
+            self._breaker_changed("opened")
             log.warning(
                 "%s: circuit breaker open: backend failing (%s: %s); not calling it for %gs",
                 self._name,
@@ -460,7 +510,7 @@ class ThreadEmitter:
                         event,
                         self._settings.call_timeout_s,
                         self._abort.is_set,
-                        while_waiting=self._spill_overflow,
+                        while_waiting=self._while_waiting,
                     )
                 except BaseException as exc:  # noqa: BLE001 - classified below
                     if classify(exc).retryable:
@@ -476,6 +526,7 @@ class ThreadEmitter:
                 if probing:
                     probing = False
                     if self._breaker.record_success() is BreakerState.CLOSED:
+                        self._breaker_changed("closed")
                         log.warning("%s: backend answers again; circuit breaker closed", self._name)
                 consumed += 1
         finally:

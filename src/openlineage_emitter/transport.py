@@ -27,6 +27,7 @@ from openlineage_emitter import _validators as v
 from openlineage_emitter.config import load_config
 from openlineage_emitter.emitter import ThreadEmitter
 from openlineage_emitter.errors import ConfigError
+from openlineage_emitter.metrics import Metrics
 from openlineage_emitter.settings import EmitterSettings, Overflow
 from openlineage_emitter.spool import Claim, Spool, SpoolError
 from openlineage_emitter.stats import EmitterStats
@@ -142,7 +143,14 @@ class ThreadedTransport(Transport):
     kind = "threaded"
     config_class = ThreadedTransportConfig
 
-    def __init__(self, config: ThreadedTransportConfig, inner: Transport | None = None) -> None:
+    def __init__(
+        self,
+        config: ThreadedTransportConfig,
+        inner: Transport | None = None,
+        *,
+        metrics: Metrics | None = None,
+        metric_tags: Mapping[str, str] | None = None,
+    ) -> None:
         self.config = config
         self.inner: Transport = inner or get_default_factory().create(
             _inner_config(config.inner, config.settings)
@@ -154,6 +162,8 @@ class ThreadedTransport(Transport):
             settings,
             name=f"openlineage-emitter[{self.inner.kind}]",
             backlog=SpoolBacklog(self.spool) if self.spool is not None else None,
+            metrics=metrics,
+            metric_tags={"transport": str(self.inner.kind), **(metric_tags or {})},
         )
         os.register_at_fork(after_in_child=functools.partial(_reset_child, weakref.ref(self)))
 
@@ -167,10 +177,18 @@ class ThreadedTransport(Transport):
         return cls(ThreadedTransportConfig(inner=dict(inner), settings=settings or load_config().emitter))
 
     @classmethod
-    def around(cls, inner: Transport, settings: EmitterSettings | None = None) -> ThreadedTransport:
+    def around(
+        cls,
+        inner: Transport,
+        settings: EmitterSettings | None = None,
+        *,
+        metrics: Metrics | None = None,
+        metric_tags: Mapping[str, str] | None = None,
+    ) -> ThreadedTransport:
         """Wrap an already built transport (e.g. the one an OpenLineage client made).
 
-        An ``HttpTransport``'s own urllib3 retries are switched off here too.
+        An ``HttpTransport``'s own urllib3 retries are switched off here too. With
+        ``metrics`` (e.g. Airflow's ``Stats``) the emitter publishes ``ol.emitter.*``.
         """
         if isinstance(inner, HttpTransport):
             inner.config.retry = dict(NO_HTTP_RETRY)
@@ -178,7 +196,7 @@ class ThreadedTransport(Transport):
         config = ThreadedTransportConfig(
             inner={"type": inner.kind or type(inner).__name__}, settings=settings or load_config().emitter
         )
-        return cls(config, inner)
+        return cls(config, inner, metrics=metrics, metric_tags=metric_tags)
 
     def emit(self, event: Any) -> None:
         """Queue the event; never blocks, never raises."""
