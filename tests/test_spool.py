@@ -24,9 +24,9 @@ import pytest
 from openlineage.client.serde import Serde
 
 from openlineage_emitter import BreakerState, EmitterSettings, RetryPolicy, ThreadedTransport
+from openlineage_emitter._backlog import SpoolBacklog
 from openlineage_emitter.collector import Answer, Collector, refusing_url
 from openlineage_emitter.spool import Spool
-from openlineage_emitter.transport import SpoolBacklog
 from tests.conftest import make_event, wait_until
 from tests.spool_helpers.scenarios import READY, RESULT, spool_is_empty
 

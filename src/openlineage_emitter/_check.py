@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 from uuid import uuid4
@@ -19,7 +20,7 @@ from openlineage_emitter._secrets import mask
 from openlineage_emitter.config import KEYS, load_config_with_sources
 from openlineage_emitter.emitter import _short
 from openlineage_emitter.errors import ConfigError
-from openlineage_emitter.transport import _inner_config
+from openlineage_emitter.transport import _inner_config, sender_for
 
 PRODUCER = "https://github.com/openlineage-emitter/check"
 
@@ -85,7 +86,7 @@ def run_check(console: Console, *, send: bool) -> int:
         transport = build_transport(choice.config, loaded.config.emitter)
         console.print(f"transport built: {transport.kind}", markup=False, highlight=False, soft_wrap=True)
         if send:
-            _send(console, transport, loaded.config.emitter.call_timeout_s)
+            _send(console, sender_for(transport, loaded.config.emitter), loaded.config.emitter.call_timeout_s)
     except CheckFailed as exc:
         console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 1
@@ -95,11 +96,11 @@ def run_check(console: Console, *, send: bool) -> int:
     return 0
 
 
-def _send(console: Console, transport: Transport, timeout_s: float) -> None:
+def _send(console: Console, send: Callable[[Any], object], timeout_s: float) -> None:
     from openlineage_emitter._caller import TimedCaller
     from openlineage_emitter.retry import CallTimeout
 
-    caller = TimedCaller(transport.emit, max_abandoned=1, name="openlineage-emitter-check")
+    caller = TimedCaller(send, max_abandoned=1, name="openlineage-emitter-check")
     start = time.perf_counter()
     try:
         answer = caller.call(test_event(), timeout_s)

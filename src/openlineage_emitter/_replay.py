@@ -15,6 +15,7 @@ from openlineage_emitter.config import load_config_with_sources
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.retry import classify
 from openlineage_emitter.spool import Spool, SpoolError
+from openlineage_emitter.transport import sender_for
 
 
 def run_replay(console: Console, spool_dir: str | None) -> int:
@@ -56,7 +57,8 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
 
     spool = Spool(directory, settings.spool_max_bytes)
     spool.reclaim_orphans()
-    caller = TimedCaller(transport.emit, max_abandoned=1, name="openlineage-emitter-replay")
+    # Kafka: a synchronous per-event delivery, so a batch is acked only once delivered.
+    caller = TimedCaller(sender_for(transport, settings), max_abandoned=1, name="openlineage-emitter-replay")
     retrying = settings.retry.retrying()
     _, total = spool.pending()
     delivered = failed = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,44 @@ from openlineage_emitter.errors import ConfigError
 
 #: HTTP statuses that say "try again later" rather than "this event is wrong".
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 507, 509, 598, 599})
+
+#: librdkafka error codes worth another attempt. ``KafkaError.retriable()`` is consulted
+#: first, but librdkafka sets it only for errors of some APIs, never in a delivery report:
+#: a message that timed out because the broker is down says retriable() == False. Local
+#: (negative) codes: the message timed out or was purged unsent, broker connections are
+#: down, name resolution failed, the local queue is full. Non-negative: the Kafka
+#: protocol's retriable errors (leader moving, not enough in-sync replicas, ...) that
+#: librdkafka already retried within ``message.timeout.ms``. Anything else (message too
+#: large, authorization failed, invalid config...) no retry can fix.
+KAFKA_RETRYABLE_CODES = frozenset(
+    {
+        -192,  # _MSG_TIMED_OUT
+        -185,  # _TIMED_OUT
+        -166,  # _TIMED_OUT_QUEUE
+        -195,  # _TRANSPORT
+        -187,  # _ALL_BROKERS_DOWN
+        -193,  # _RESOLVE
+        -184,  # _QUEUE_FULL
+        -180,  # _WAIT_COORD
+        -152,  # _PURGE_QUEUE
+        -151,  # _PURGE_INFLIGHT
+        -188,  # _UNKNOWN_TOPIC (Kafka retries it too: the topic may be being created)
+        3,  # UNKNOWN_TOPIC_OR_PART
+        5,  # LEADER_NOT_AVAILABLE
+        6,  # NOT_LEADER_FOR_PARTITION (NOT_LEADER_OR_FOLLOWER)
+        7,  # REQUEST_TIMED_OUT
+        8,  # BROKER_NOT_AVAILABLE
+        9,  # REPLICA_NOT_AVAILABLE
+        13,  # NETWORK_EXCEPTION
+        14,  # COORDINATOR_LOAD_IN_PROGRESS
+        15,  # COORDINATOR_NOT_AVAILABLE
+        16,  # NOT_COORDINATOR
+        19,  # NOT_ENOUGH_REPLICAS
+        20,  # NOT_ENOUGH_REPLICAS_AFTER_APPEND
+        56,  # KAFKA_STORAGE_ERROR
+        89,  # THROTTLING_QUOTA_EXCEEDED
+    }
+)
 
 
 class CallTimeout(TimeoutError):
@@ -134,7 +173,11 @@ def _status_and_headers(exc: BaseException) -> tuple[int | None, Any]:
 
 
 def classify(exc: BaseException) -> Verdict:
-    """Retryable: connection errors, timeouts, HTTP 408/425/429/5xx. Everything else drops.
+    """Retryable: connection errors, timeouts, HTTP 408/425/429/5xx, transient Kafka errors.
+
+    Everything else drops. Kafka (confluent-kafka): a ``KafkaException`` whose error is
+    fatal is not retried; one that says ``retriable()`` or has a code in
+    ``KAFKA_RETRYABLE_CODES`` is; ``BufferError`` (librdkafka's queue is full) is.
 
     The cause chain is walked so that a wrapped network error (for example a token
     provider that re-raises a ``ConnectionError`` as ``RuntimeError``) still retries.
@@ -142,6 +185,9 @@ def classify(exc: BaseException) -> Verdict:
     import requests
 
     for err in _chain(exc):
+        kafka = _kafka_verdict(err)
+        if kafka is not None:
+            return kafka
         status, headers = _status_and_headers(err)
         if status is not None:
             if status in RETRYABLE_STATUSES:
@@ -164,6 +210,31 @@ def classify(exc: BaseException) -> Verdict:
     if isinstance(exc, (TypeError, ValueError, AttributeError, KeyError)):
         return Verdict(False, "serialization_error")
     return Verdict(False, type(exc).__name__)
+
+
+def _kafka_verdict(err: BaseException) -> Verdict | None:
+    """confluent-kafka errors; None for anything else.
+
+    This module never imports confluent_kafka (an optional extra): if it has not been
+    imported, no exception of its can exist.
+    """
+    kafka = sys.modules.get("confluent_kafka")
+    if kafka is None:
+        return None
+    if isinstance(err, BufferError):
+        # Producer.produce: librdkafka's local queue is full (queue.buffering.max.*).
+        return Verdict(True, "kafka_queue_full")
+    if not isinstance(err, kafka.KafkaException):
+        return None
+    error = err.args[0] if err.args else None
+    if not isinstance(error, kafka.KafkaError):
+        return Verdict(False, "kafka_error")
+    name = str(error.name()).lstrip("_").lower()
+    if error.fatal() or error.code() == -150:  # _FATAL: the producer is unusable for good
+        return Verdict(False, f"kafka_fatal_{name}")
+    if error.retriable() or error.code() in KAFKA_RETRYABLE_CODES:
+        return Verdict(True, f"kafka_{name}")
+    return Verdict(False, f"kafka_{name}")
 
 
 def parse_retry_after(value: object) -> float | None:

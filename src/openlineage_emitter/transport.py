@@ -8,28 +8,29 @@ OpenLineageClient(config={"transport": {
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
 import logging
 import os
+import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
-from openlineage.client.serde import Serde
 from openlineage.client.transport import get_default_factory
 from openlineage.client.transport.http import HttpTransport
+from openlineage.client.transport.kafka import KafkaTransport  # imports confluent_kafka lazily
 from openlineage.client.transport.transport import Config, Transport
 
 from openlineage_emitter import _validators as v
+from openlineage_emitter._backlog import SpoolBacklog
+from openlineage_emitter._kafka import KafkaDelivery, _kafka_producer_config, kafka_attempt_wait_s
 from openlineage_emitter.config import load_config
 from openlineage_emitter.emitter import ThreadEmitter
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.metrics import Metrics
 from openlineage_emitter.settings import EmitterSettings, Overflow
-from openlineage_emitter.spool import Claim, Spool, SpoolError
+from openlineage_emitter.spool import Spool
 from openlineage_emitter.stats import EmitterStats
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,14 @@ def _inner_config(inner: Mapping[str, Any], settings: EmitterSettings) -> dict[s
         # An abandoned call keeps its thread until the HTTP timeout fires: keep the
         # two equal unless the operator chose otherwise.
         config.setdefault("timeout", settings.call_timeout_s)
+    elif config.get("type") == KafkaTransport.kind and isinstance(config.get("config"), Mapping):
+        # Kafka: see KafkaDelivery. Only producer defaults here; the operator's values win.
+        if config.get("flush") is False:
+            log.info(
+                "ThreadedTransport: the inner kafka transport's `flush: false` has no effect; "
+                "each event waits for its own delivery report"
+            )
+        config["config"] = _kafka_producer_config(config["config"], settings)
     return config
 
 
@@ -157,8 +166,10 @@ class ThreadedTransport(Transport):
         )
         settings = config.settings
         self.spool = _open_spool(settings)
+        self._kafka = kafka_delivery(self.inner, settings)
+        self._send: Callable[[Any], object] = self._kafka if self._kafka is not None else self.inner.emit
         self._emitter = ThreadEmitter(
-            self.inner.emit,
+            self._send,
             settings,
             name=f"openlineage-emitter[{self.inner.kind}]",
             backlog=SpoolBacklog(self.spool) if self.spool is not None else None,
@@ -189,10 +200,16 @@ class ThreadedTransport(Transport):
 
         An ``HttpTransport``'s own urllib3 retries are switched off here too. With
         ``metrics`` (e.g. Airflow's ``Stats``) the emitter publishes ``ol.emitter.*``.
+        A ``KafkaTransport``'s producer is rebuilt on first use with ThreadedTransport's
+        producer defaults (``_kafka_producer_config``).
         """
         if isinstance(inner, HttpTransport):
             inner.config.retry = dict(NO_HTTP_RETRY)
             inner.session = None  # rebuilt on first use with the new retry settings
+        if isinstance(inner, KafkaTransport):
+            given = settings or load_config().emitter
+            inner.kafka_config.config = _kafka_producer_config(inner.kafka_config.config, given)
+            inner.producer = None  # rebuilt by KafkaDelivery on first use
         config = ThreadedTransportConfig(
             inner={"type": inner.kind or type(inner).__name__}, settings=settings or load_config().emitter
         )
@@ -201,7 +218,7 @@ class ThreadedTransport(Transport):
     def emit(self, event: Any) -> None:
         """Queue the event; never blocks, never raises."""
         if _synchronous:
-            _emit_now(self.inner, event)
+            _emit_now(self._send, event)
             return
         self._emitter.submit(event)
 
@@ -211,7 +228,13 @@ class ThreadedTransport(Transport):
     def close(self, timeout: float = -1) -> bool:
         """Drain within ``timeout`` seconds (negative: the shutdown budget); True if all delivered."""
         budget_s = self.config.settings.shutdown_timeout_s if timeout < 0 else timeout
+        deadline = time.monotonic() + budget_s
         delivered = self._emitter.close(budget_s)
+        if self._kafka is not None:
+            # Kafka: flush the producer within what is left of the same deadline (normally
+            # nothing is left in it: every event waited for its delivery report).
+            flushed = self._kafka.close(max(0.0, deadline - time.monotonic()))
+            return delivered and flushed
         if delivered:
             # Only when nothing is in flight: an abandoned call may still be using it.
             self.inner.close(0)
@@ -225,67 +248,24 @@ class ThreadedTransport(Transport):
             # The parent's pooled keep-alive sockets are shared with the child; writing
             # to them from two processes interleaves requests. Start a new session.
             self.inner.session = None
+        if self._kafka is not None:
+            self._kafka.reset_after_fork()
 
 
-class _SpoolBatch:
-    def __init__(self, claim: Claim, records: list[bytes], events: list[Any]) -> None:
-        self._claim = claim
-        self._records = records
-        self.events = events
+def kafka_delivery(inner: Transport, settings: EmitterSettings) -> KafkaDelivery | None:
+    """For a Kafka transport, the synchronous per-event delivery to use instead of ``emit``.
 
-    def done(self, consumed: int) -> None:
-        if consumed >= len(self._records):
-            self._claim.ack()
-        elif consumed == 0:
-            self._claim.release()
-        else:
-            self._claim.keep_from(self._records, consumed)
-
-
-class SpoolBacklog:
-    """The emitter's backlog on a :class:`Spool`: events as OpenLineage JSON, one per line.
-
-    Replayed events are the parsed JSON dicts: openlineage-python transports serialise
-    dicts the same way as event objects.
+    ``KafkaTransport.emit`` only enqueues and reports failures to a log callback: it
+    would make undelivered events look delivered. Anything else: None (use ``emit``).
     """
+    if isinstance(inner, KafkaTransport):
+        return KafkaDelivery(inner, kafka_attempt_wait_s(settings))
+    return None
 
-    def __init__(self, spool: Spool) -> None:
-        self.spool = spool
 
-    def spill(self, events: Sequence[Any]) -> tuple[int, int]:
-        records = []
-        for event in events:
-            try:
-                records.append(Serde.to_json(event).encode("utf-8"))
-            except Exception:
-                log.warning("cannot write an unserialisable event to the spool", exc_info=True)
-        invalid = len(events) - len(records)
-        return (len(records) if self.spool.write(records) else 0), invalid
-
-    def reject(self, events: Sequence[Any], reason: str) -> None:
-        records = []
-        for event in events:
-            with contextlib.suppress(TypeError, ValueError):
-                records.append(json.dumps(event).encode("utf-8"))
-        self.spool.quarantine_records(records, reason)
-
-    def take(self) -> _SpoolBatch | None:
-        while True:
-            claim = self.spool.claim()
-            if claim is None:
-                return None
-            try:
-                records = claim.records()
-                events = [json.loads(r) for r in records]
-                if not all(isinstance(e, dict) for e in events):
-                    raise SpoolError("a record is not a JSON object")
-            except (SpoolError, ValueError) as exc:
-                claim.quarantine(str(exc)[:200])
-                continue
-            return _SpoolBatch(claim, records, events)
-
-    def counts(self) -> tuple[int, int]:
-        return self.spool.quarantined, self.spool.evicted
+def sender_for(inner: Transport, settings: EmitterSettings) -> Callable[[Any], object]:
+    """The callable that delivers one event through ``inner`` and raises when it was not."""
+    return kafka_delivery(inner, settings) or inner.emit
 
 
 def _open_spool(settings: EmitterSettings) -> Spool | None:
@@ -315,9 +295,9 @@ def use_synchronous_emission() -> None:
     _synchronous = True
 
 
-def _emit_now(inner: Transport, event: Any) -> None:
+def _emit_now(send: Callable[[Any], object], event: Any) -> None:
     try:
-        inner.emit(event)
+        send(event)
     except Exception as exc:  # noqa: BLE001 - emission never raises into the caller
         log.warning("synchronous OpenLineage emission failed: %s: %s", type(exc).__name__, exc)
 

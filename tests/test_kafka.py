@@ -1,0 +1,675 @@
+"""ThreadedTransport with an inner ``kafka`` transport, against a real Kafka protocol broker.
+
+The broker is librdkafka's mock cluster (``tests/kafka_helpers/mock_cluster.py``) on
+127.0.0.1: producer and consumer talk the Kafka wire protocol to it over TCP. Its
+controls (broker down/up, response delay, injected produce errors) stand in for outages.
+Nothing sleeps and hopes: every wait is for a condition, with a deadline; what a test
+checks is read back from the topic with a consumer, counted against the partitions'
+watermarks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol, cast
+
+import pytest
+
+confluent_kafka = pytest.importorskip(
+    "confluent_kafka",
+    reason="confluent-kafka is not installed: the Kafka tests need the `kafka` extra (pip install .[kafka])",
+)
+
+from openlineage.client import OpenLineageClient  # noqa: E402
+from openlineage.client.event_v2 import (  # noqa: E402
+    DatasetEvent,
+    Job,
+    JobEvent,
+    Run,
+    RunEvent,
+    RunState,
+    StaticDataset,
+)
+from openlineage.client.facet_v2 import parent_run  # noqa: E402
+from openlineage.client.serde import Serde  # noqa: E402
+from openlineage.client.transport.kafka import KafkaConfig, KafkaTransport  # noqa: E402
+
+from openlineage_emitter import BreakerState, EmitterSettings, RetryPolicy, ThreadedTransport  # noqa: E402
+from openlineage_emitter._kafka import (  # noqa: E402
+    KafkaDeliveryTimeout,
+    kafka_attempt_wait_s,
+    kafka_message_key,
+)
+from openlineage_emitter.retry import KAFKA_RETRYABLE_CODES, classify  # noqa: E402
+from openlineage_emitter.transport import use_synchronous_emission  # noqa: E402
+from tests.conftest import PRODUCER, emitter_threads, make_event, wait_until  # noqa: E402
+from tests.kafka_helpers.mock_cluster import MockCluster, MockClusterUnavailable  # noqa: E402
+
+pytestmark = pytest.mark.kafka
+
+KafkaError = confluent_kafka.KafkaError
+KafkaException = confluent_kafka.KafkaException
+
+PARTITIONS = 4
+#: Test producers reconnect quickly once the broker is back (librdkafka's default backs
+#: off up to 10 s, which is realistic but slow for a test).
+FAST_RECONNECT = {"reconnect.backoff.ms": 20, "reconnect.backoff.max.ms": 100}
+FAST_RETRY = RetryPolicy(attempts=50, initial_backoff_s=0.01, max_backoff_s=0.05, deadline_s=30)
+
+# Kafka protocol error codes injected into the mock broker's Produce responses.
+MSG_SIZE_TOO_LARGE = 10
+NOT_ENOUGH_REPLICAS = 19
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+
+
+class Record(NamedTuple):
+    partition: int
+    offset: int
+    key: str | None
+    event: dict[str, Any]
+
+
+class MakeTransport(Protocol):
+    def __call__(
+        self, settings: EmitterSettings | None = None, producer: Mapping[str, Any] | None = None
+    ) -> ThreadedTransport: ...
+
+
+@pytest.fixture
+def cluster() -> Iterator[MockCluster]:
+    """A one-broker mock Kafka cluster on 127.0.0.1; always destroyed."""
+    try:
+        mock = MockCluster()
+    except MockClusterUnavailable as exc:
+        pytest.skip(f"librdkafka's mock cluster is unavailable: {exc}")
+    try:
+        yield mock
+    finally:
+        mock.stop()
+
+
+@pytest.fixture
+def topic(cluster: MockCluster) -> str:
+    name = f"lineage-{uuid.uuid4().hex[:8]}"
+    cluster.create_topic(name, PARTITIONS)
+    return name
+
+
+def kafka_inner(
+    cluster: MockCluster, topic: str, producer: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "type": "kafka",
+        "topic": topic,
+        "config": {"bootstrap.servers": cluster.bootstrap_servers, **FAST_RECONNECT, **(producer or {})},
+    }
+
+
+@pytest.fixture
+def make_transport(cluster: MockCluster, topic: str) -> Iterator[MakeTransport]:
+    """ThreadedTransport(kafka) factory; every transport made is closed before the cluster stops."""
+    made: list[ThreadedTransport] = []
+
+    def make(
+        settings: EmitterSettings | None = None, producer: Mapping[str, Any] | None = None
+    ) -> ThreadedTransport:
+        transport = ThreadedTransport.wrap(
+            kafka_inner(cluster, topic, producer), settings or EmitterSettings(retry=FAST_RETRY)
+        )
+        made.append(transport)
+        return transport
+
+    yield make
+    cluster.reset()  # a transport whose broker is down would spend its close budget waiting
+    for transport in made:
+        transport.close(1.0)
+
+
+def consume(cluster: MockCluster, topic: str, timeout_s: float = 10.0) -> list[Record]:
+    """Every message in the topic, in (partition, offset) order.
+
+    How many there are comes from the partitions' watermarks, so a duplicate shows up as
+    an extra record and the read stops as soon as all of them are in.
+    """
+    consumer = confluent_kafka.Consumer(
+        {
+            "bootstrap.servers": cluster.bootstrap_servers,
+            "group.id": f"tests-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        parts = [confluent_kafka.TopicPartition(topic, p) for p in range(PARTITIONS)]
+        total = 0
+        for part in parts:
+            low, high = consumer.get_watermark_offsets(part, timeout=5.0)
+            total += high - low
+        consumer.assign(
+            [
+                confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING)
+                for p in range(PARTITIONS)
+            ]
+        )
+        records: list[Record] = []
+        deadline = time.monotonic() + timeout_s
+        while len(records) < total and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            assert msg.error() is None, msg.error()
+            raw_key, value = msg.key(), msg.value()
+            assert value is not None
+            key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+            records.append(Record(msg.partition() or 0, msg.offset() or 0, key, json.loads(value)))
+        assert len(records) == total, f"read {len(records)} of the {total} messages in {topic}"
+        return sorted(records, key=lambda r: (r.partition, r.offset))
+    finally:
+        consumer.close()
+
+
+def event_with_parent(state: RunState, run_id: str, job: str, root: str | None) -> RunEvent:
+    """A task-like run event whose parent (and root) is a DAG-like run."""
+    facets: dict[str, Any] = {}
+    if root is not None:
+        facets["parent"] = parent_run.ParentRunFacet(
+            run=parent_run.Run(runId=str(uuid.uuid4())),
+            job=parent_run.Job(namespace="tests", name=f"{root}.parent"),
+            root=parent_run.Root(
+                run=parent_run.RootRun(runId=str(uuid.uuid4())),
+                job=parent_run.RootJob(namespace="tests", name=root),
+            ),
+        )
+    return RunEvent(
+        eventType=state,
+        eventTime=datetime.now(timezone.utc).isoformat(),
+        run=Run(runId=run_id, facets=facets),
+        job=Job(namespace="tests", name=job),
+        producer=PRODUCER,
+    )
+
+
+def run_pairs(runs: int, states: Sequence[RunState] = (RunState.START, RunState.COMPLETE)) -> list[RunEvent]:
+    """Events of ``runs`` runs over a few jobs, interleaved: every START, then every COMPLETE."""
+    ids = [str(uuid.uuid4()) for _ in range(runs)]
+    return [
+        event_with_parent(state, ids[i], f"job-{i % 5}", root=f"dag-{i % 3}" if i % 2 else None)
+        for state in states
+        for i in range(runs)
+    ]
+
+
+def upstream_key(event: Any) -> str | None:
+    """The key openlineage-python's own KafkaTransport computes (the reference)."""
+    transport = KafkaTransport.__new__(KafkaTransport)  # no producer: only the key logic is used
+    key: str | None = transport._get_message_key(event)
+    return key
+
+
+def assert_per_run_order(records: list[Record], sent: list[RunEvent]) -> None:
+    """Each run's events are in one partition, and (first occurrences) in the order they were sent."""
+    expected: dict[str, list[str]] = {}
+    for event in sent:
+        expected.setdefault(event.run.runId, []).append(str(event.eventType and event.eventType.value))
+    seen: dict[str, list[Record]] = {}
+    for record in records:  # (partition, offset) order
+        seen.setdefault(record.event["run"]["runId"], []).append(record)
+    assert seen.keys() == expected.keys()
+    for run_id, got in seen.items():
+        assert len({r.partition for r in got}) == 1, f"run {run_id} spread over partitions"
+        types = list(dict.fromkeys(r.event["eventType"] for r in got))
+        assert types == expected[run_id], f"run {run_id}: {types}"
+
+
+def producer_config(transport: ThreadedTransport) -> dict[str, Any]:
+    """The librdkafka properties the inner kafka transport's producer is built from."""
+    return cast(dict[str, Any], cast(KafkaTransport, transport.inner).kafka_config.config)
+
+
+def os_thread_count() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.parametrize("idempotent", [False, True], ids=["plain", "idempotent"])
+def test_client_produces_every_event_once_keyed_per_run_in_order(
+    cluster: MockCluster, topic: str, validate_event: Callable[[Any], None], idempotent: bool
+) -> None:
+    client = OpenLineageClient(
+        config={
+            "transport": {
+                "type": "openlineage_emitter.ThreadedTransport",
+                "inner": kafka_inner(cluster, topic, {"enable.idempotence": idempotent}),
+                "queue_size": 1000,
+                "call_timeout": 2,
+            }
+        }
+    )
+    try:
+        assert isinstance(client.transport, ThreadedTransport)
+        sent = run_pairs(20, (RunState.START, RunState.RUNNING, RunState.COMPLETE))  # 60 events, 20 runs
+        for event in sent:
+            client.emit(event)
+        start = time.monotonic()
+        assert client.close(5) is True
+        assert time.monotonic() - start < 5
+    finally:
+        client.close(0)
+    records = consume(cluster, topic)
+    assert len(records) == len(sent)  # every event exactly once
+    assert {(r.event["run"]["runId"], r.event["eventType"]) for r in records} == {
+        (e.run.runId, str(e.eventType and e.eventType.value)) for e in sent
+    }
+    assert_per_run_order(records, sent)
+    by_id = {(e.run.runId, str(e.eventType and e.eventType.value)): e for e in sent}
+    for record in records:
+        validate_event(record.event)
+        original = by_id[(record.event["run"]["runId"], record.event["eventType"])]
+        assert record.key == upstream_key(original)
+        assert record.event == Serde.to_dict(original)  # the bytes openlineage-python would send
+    assert len({r.partition for r in records}) > 1  # keys do spread runs over partitions
+
+
+def test_close_flushes_the_producer_and_reports_everything_delivered(
+    cluster: MockCluster, topic: str, make_transport: MakeTransport
+) -> None:
+    transport = make_transport()
+    for _ in range(50):
+        transport.emit(make_event())
+    start = time.monotonic()
+    assert transport.close(5) is True
+    assert time.monotonic() - start < 5
+    inner = cast(KafkaTransport, transport.inner)
+    assert inner.producer is None  # flushed and released
+    stats = transport.stats()
+    assert (stats.delivered, stats.dropped_total, stats.retried) == (50, 0, 0)
+    assert len(consume(cluster, topic)) == 50
+
+
+def test_producer_defaults_and_operator_overrides(cluster: MockCluster, topic: str) -> None:
+    settings = EmitterSettings(call_timeout_s=2)
+    default = ThreadedTransport.wrap(kafka_inner(cluster, topic), settings)
+    chosen = ThreadedTransport.wrap(kafka_inner(cluster, topic, {"delivery.timeout.ms": 60000}), settings)
+    try:
+        config = producer_config(default)
+        assert config["message.timeout.ms"] == int(kafka_attempt_wait_s(settings) * 1000) == 1750
+        assert callable(getattr(config["logger"], "log", None))
+        # An alias counts as set: the operator's value is kept and no second value added.
+        config = producer_config(chosen)
+        assert "message.timeout.ms" not in config
+        assert config["delivery.timeout.ms"] == 60000
+    finally:
+        default.close(0)
+        chosen.close(0)
+
+
+def test_around_an_existing_kafka_transport(cluster: MockCluster, topic: str) -> None:
+    inner = KafkaTransport(
+        KafkaConfig(config={"bootstrap.servers": cluster.bootstrap_servers}, topic=topic, flush=False)
+    )
+    transport = ThreadedTransport.around(inner, EmitterSettings(call_timeout_s=2, retry=FAST_RETRY))
+    try:
+        assert cast(dict[str, Any], inner.kafka_config.config)["message.timeout.ms"] == 1750
+        sent = run_pairs(3)
+        for event in sent:
+            transport.emit(event)
+        assert transport.close(5) is True
+    finally:
+        transport.close(0)
+    records = consume(cluster, topic)
+    assert len(records) == len(sent)
+    assert_per_run_order(records, sent)
+
+
+def test_message_key_matches_openlineage_python_for_objects_and_replayed_dicts() -> None:
+    now = datetime.now(timezone.utc).isoformat()
+    events: list[Any] = [
+        event_with_parent(RunState.START, str(uuid.uuid4()), "task", root=None),
+        event_with_parent(RunState.COMPLETE, str(uuid.uuid4()), "task", root="dag"),
+        RunEvent(
+            eventType=RunState.START,
+            eventTime=now,
+            run=Run(
+                runId=str(uuid.uuid4()),
+                facets={
+                    "parent": parent_run.ParentRunFacet(
+                        run=parent_run.Run(runId=str(uuid.uuid4())),
+                        job=parent_run.Job(namespace="other", name="parent-only"),
+                    )
+                },
+            ),
+            job=Job(namespace="tests", name="child"),
+            producer=PRODUCER,
+        ),
+        JobEvent(eventTime=now, job=Job(namespace="tests", name="a-job"), producer=PRODUCER),
+        DatasetEvent(eventTime=now, dataset=StaticDataset(namespace="db", name="t1"), producer=PRODUCER),
+    ]
+    keys = [kafka_message_key(Serde.to_dict(e)) for e in events]
+    assert keys == [upstream_key(e) for e in events]
+    assert keys == [
+        "run:tests/task",
+        "run:tests/dag",
+        "run:other/parent-only",
+        "job:tests/a-job",
+        "dataset:db/t1",
+    ]
+    # A spooled event comes back as the parsed JSON: same key, same partition.
+    assert [kafka_message_key(json.loads(Serde.to_json(e))) for e in events] == keys
+    assert kafka_message_key({"unknown": 1}) is None
+
+
+# ------------------------------------------------------------------ outages and errors
+
+
+def test_a_down_broker_neither_blocks_the_caller_nor_grows_threads(
+    cluster: MockCluster, topic: str, make_transport: MakeTransport
+) -> None:
+    earlier = {t.ident for t in emitter_threads()}  # left over from other tests' emitters
+    transport = make_transport(EmitterSettings(call_timeout_s=0.5, retry=FAST_RETRY, breaker_threshold=0))
+    transport.emit(make_event())
+    assert transport.flush(5)  # connected, metadata known
+    cluster.broker_down()
+    events = [make_event() for _ in range(200)]
+    durations = []
+    for event in events:
+        start = time.perf_counter()
+        transport.emit(event)
+        durations.append(time.perf_counter() - start)
+    assert max(durations) < 0.2  # an attempt waits 0.4 s for the broker: the caller never does
+    assert wait_until(lambda: transport.stats().retried >= 1, timeout_s=5)
+    threads_then = os_thread_count() if sys.platform == "linux" else 0
+    most = 0
+
+    def retried_more() -> bool:
+        nonlocal most
+        most = max(most, len([t for t in emitter_threads() if t.ident not in earlier]))
+        return transport.stats().retried >= 4
+
+    assert wait_until(retried_more, timeout_s=10)
+    stats = transport.stats()
+    assert most <= 3
+    assert stats.threads_alive <= 3
+    assert stats.abandoned_calls == 0  # every attempt ended by itself, before the call timeout
+    if sys.platform == "linux":
+        assert os_thread_count() <= threads_then  # librdkafka's threads do not grow either
+    cluster.broker_up()
+    assert transport.flush(10)
+    assert transport.stats().delivered == 201
+    records = consume(cluster, topic)
+    ids = [r.event["run"]["runId"] for r in records]
+    assert set(ids) >= {e.run.runId for e in events}
+    assert len(ids) - len(set(ids)) <= 1  # at most the one in flight when the broker came back
+
+
+@pytest.mark.parametrize("idempotent", [False, True], ids=["plain", "idempotent"])
+def test_broker_down_then_up_loses_nothing_within_the_retry_budget(
+    cluster: MockCluster, topic: str, make_transport: MakeTransport, idempotent: bool
+) -> None:
+    transport = make_transport(
+        EmitterSettings(call_timeout_s=0.5, retry=FAST_RETRY, breaker_threshold=0),
+        {"enable.idempotence": idempotent},
+    )
+    sent = run_pairs(10)  # 10 STARTs, then 10 COMPLETEs
+    for event in sent[:5]:
+        transport.emit(event)
+    assert transport.flush(5)
+    cluster.broker_down()  # mid-stream: five STARTs delivered, the rest waits
+    for event in sent[5:]:
+        transport.emit(event)
+    assert wait_until(lambda: transport.stats().retried >= 2, timeout_s=5)
+    assert transport.stats().delivered == 5
+    cluster.broker_up()
+    assert transport.flush(15)
+    stats = transport.stats()
+    assert (stats.delivered, stats.dropped_total) == (20, 0)
+    records = consume(cluster, topic)
+    assert_per_run_order(records, sent)
+    assert len(records) - len({(r.event["run"]["runId"], r.event["eventType"]) for r in records}) <= 1
+
+
+def test_breaker_and_spool_with_a_dead_broker_then_replay(
+    cluster: MockCluster, topic: str, make_transport: MakeTransport, tmp_path: Path
+) -> None:
+    transport = make_transport(
+        EmitterSettings(
+            call_timeout_s=0.3,
+            retry=RetryPolicy(attempts=1),
+            breaker_threshold=2,
+            breaker_cooldown_s=0.3,
+            spool_dir=str(tmp_path / "spool"),
+        )
+    )
+    cluster.broker_down()
+    sent = run_pairs(4)
+    for event in sent:
+        transport.emit(event)
+    assert wait_until(lambda: transport.stats().spooled == len(sent), timeout_s=10)
+    stats = transport.stats()
+    assert stats.dropped_total == 0
+    assert stats.dropped["breaker_open"] == 0  # spooled instead
+    assert stats.failed >= 2  # two events failed, then the breaker opened
+    cluster.broker_up()
+    assert wait_until(lambda: transport.stats().replayed == len(sent), timeout_s=15)
+    assert transport.stats().breaker_state == BreakerState.CLOSED.value
+    records = consume(cluster, topic)
+    assert len(records) == len(sent)  # a purged attempt never reached the broker: no duplicate
+    by_id = {(e.run.runId, str(e.eventType and e.eventType.value)): e for e in sent}
+    for record in records:
+        # Replayed events are dicts: they still get openlineage-python's key, hence their
+        # run's partition.
+        assert record.key == upstream_key(by_id[(record.event["run"]["runId"], record.event["eventType"])])
+    runs: dict[str, set[int]] = {}
+    for record in records:
+        runs.setdefault(record.event["run"]["runId"], set()).add(record.partition)
+    assert all(len(parts) == 1 for parts in runs.values())
+
+
+def test_close_honours_its_deadline_with_a_hung_broker(
+    cluster: MockCluster, make_transport: MakeTransport
+) -> None:
+    earlier = {t.ident for t in emitter_threads()}
+    transport = make_transport(EmitterSettings(call_timeout_s=2, retry=FAST_RETRY))
+    transport.emit(make_event())
+    assert transport.flush(5)
+    cluster.broker_rtt(30_000)  # accepts requests, answers none in time
+    for _ in range(5):
+        transport.emit(make_event())
+    assert wait_until(lambda: transport.stats().in_flight == 1)
+    start = time.monotonic()
+    assert transport.close(0.5) is False
+    assert time.monotonic() - start < 1.0
+    assert transport.stats().dropped["shutdown"] == 5
+    assert cast(KafkaTransport, transport.inner).producer is None
+    # The call still waiting on the broker ends once close purged its message.
+    assert wait_until(lambda: not [t for t in emitter_threads() if t.ident not in earlier], timeout_s=3)
+
+
+@pytest.mark.parametrize("where", ["broker", "local"])
+def test_a_non_retryable_kafka_error_drops_only_that_event(
+    cluster: MockCluster, topic: str, make_transport: MakeTransport, where: str
+) -> None:
+    transport = make_transport(producer={"message.max.bytes": 10_000})
+    transport.emit(make_event())
+    assert transport.flush(5)
+    bad = make_event()
+    if where == "broker":
+        cluster.push_produce_errors([MSG_SIZE_TOO_LARGE])
+    else:  # refused by produce() itself, before anything is sent
+        assert bad.run.facets is not None
+        bad.run.facets["big"] = {"_producer": PRODUCER, "_schemaURL": PRODUCER, "blob": "x" * 20_000}  # type: ignore[assignment]
+    good = make_event()
+    transport.emit(bad)
+    transport.emit(good)
+    assert not transport.flush(5)  # flushed, but one event was lost
+    stats = transport.stats()
+    assert (stats.delivered, stats.failed, stats.retried) == (2, 1, 0)
+    assert stats.dropped["non_retryable"] == 1
+    assert stats.breaker_state == BreakerState.CLOSED.value
+    ids = [r.event["run"]["runId"] for r in consume(cluster, topic)]
+    assert bad.run.runId not in ids
+    assert good.run.runId in ids
+
+
+def test_retriable_broker_errors_are_retried_by_librdkafka_within_one_attempt(
+    cluster: MockCluster, topic: str, make_transport: MakeTransport
+) -> None:
+    transport = make_transport(producer={"retry.backoff.ms": 10})
+    transport.emit(make_event())
+    assert transport.flush(5)
+    cluster.push_produce_errors([NOT_ENOUGH_REPLICAS] * 3)
+    transport.emit(make_event())
+    assert transport.flush(5)
+    stats = transport.stats()
+    assert (stats.delivered, stats.retried, stats.failed) == (2, 0, 0)
+    assert len(consume(cluster, topic)) == 2
+
+
+def test_a_fatal_producer_error_replaces_the_producer_and_keeps_the_event(
+    cluster: MockCluster, topic: str, make_transport: MakeTransport
+) -> None:
+    transport = make_transport(producer={"enable.idempotence": True})
+    transport.emit(make_event())
+    assert transport.flush(5)
+    inner = cast(KafkaTransport, transport.inner)
+    first = inner.producer
+    # Sequence numbers out of sync with the broker: fatal for an idempotent producer.
+    cluster.push_produce_errors([OUT_OF_ORDER_SEQUENCE_NUMBER])
+    event = make_event()
+    transport.emit(event)
+    assert transport.flush(5)
+    assert inner.producer is not None
+    assert inner.producer is not first
+    stats = transport.stats()
+    assert (stats.delivered, stats.failed, stats.dropped_total) == (2, 0, 0)
+    ids = [r.event["run"]["runId"] for r in consume(cluster, topic)]
+    assert ids.count(event.run.runId) == 1
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_delivers_through_a_new_producer(
+    cluster: MockCluster, topic: str, make_transport: MakeTransport
+) -> None:
+    transport = make_transport()
+    parent_event = make_event(job="parent")
+    transport.emit(parent_event)
+    assert transport.flush(5)
+    child_event = make_event(job="child")
+    pid = os.fork()
+    if pid == 0:  # the child: what the fork strategy does, then _exit whatever happens
+        code = 1
+        try:
+            use_synchronous_emission()
+            inner = cast(KafkaTransport, transport.inner)
+            code = 2 if inner.producer is not None else 3  # the parent's producer is set aside
+            transport._send(child_event)  # raises if not delivered
+            code = 0
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 15
+    status = None
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child did not finish within 15 s")
+    assert status is not None
+    assert os.waitstatus_to_exitcode(status) == 0
+    ids = [r.event["run"]["runId"] for r in consume(cluster, topic)]
+    assert sorted(ids) == sorted([parent_event.run.runId, child_event.run.runId])
+
+
+# ---------------------------------------------------------------------- classification
+
+
+def kafka_exception(code: int, *, fatal: bool = False, retriable: bool = False) -> Exception:
+    return cast(Exception, KafkaException(KafkaError(code, "test", fatal=fatal, retriable=retriable)))
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable", "reason"),
+    [
+        (kafka_exception(KafkaError._MSG_TIMED_OUT), True, "kafka_msg_timed_out"),
+        (kafka_exception(KafkaError._TRANSPORT), True, "kafka_transport"),
+        (kafka_exception(KafkaError._ALL_BROKERS_DOWN), True, "kafka_all_brokers_down"),
+        (kafka_exception(KafkaError._QUEUE_FULL), True, "kafka_queue_full"),
+        (kafka_exception(KafkaError._PURGE_QUEUE), True, "kafka_purge_queue"),
+        (kafka_exception(KafkaError.NOT_ENOUGH_REPLICAS), True, "kafka_not_enough_replicas"),
+        (kafka_exception(KafkaError.LEADER_NOT_AVAILABLE), True, "kafka_leader_not_available"),
+        (kafka_exception(KafkaError.INVALID_CONFIG, retriable=True), True, "kafka_invalid_config"),
+        (kafka_exception(KafkaError.MSG_SIZE_TOO_LARGE), False, "kafka_msg_size_too_large"),
+        (kafka_exception(KafkaError.TOPIC_AUTHORIZATION_FAILED), False, "kafka_topic_authorization_failed"),
+        (kafka_exception(KafkaError._INVALID_ARG), False, "kafka_invalid_arg"),
+        (
+            kafka_exception(KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, fatal=True),
+            False,
+            "kafka_fatal_out_of_order_sequence_number",
+        ),
+        (kafka_exception(KafkaError._MSG_TIMED_OUT, fatal=True), False, "kafka_fatal_msg_timed_out"),
+        (kafka_exception(KafkaError._FATAL), False, "kafka_fatal_fatal"),
+        (BufferError("Local: Queue full"), True, "kafka_queue_full"),
+        (KafkaDeliveryTimeout("no delivery report"), True, "timeout"),
+    ],
+)
+def test_kafka_errors_are_classified(error: Exception, retryable: bool, reason: str) -> None:
+    verdict = classify(error)
+    assert (verdict.retryable, verdict.reason) == (retryable, reason)
+
+
+def test_a_wrapped_kafka_error_is_classified_by_its_cause() -> None:
+    def produce() -> None:
+        try:
+            raise kafka_exception(KafkaError._MSG_TIMED_OUT)
+        except KafkaException as exc:
+            raise RuntimeError("wrapped") from exc
+
+    with pytest.raises(RuntimeError) as excinfo:
+        produce()
+    assert classify(excinfo.value).retryable
+
+
+def test_retryable_codes_are_the_documented_librdkafka_errors() -> None:
+    names = {KafkaError(code).name() for code in KAFKA_RETRYABLE_CODES}
+    assert not [n for n in names if n.startswith("ERR_") or "Unknown" in n]
+    assert {"_MSG_TIMED_OUT", "_TRANSPORT", "NOT_LEADER_FOR_PARTITION", "NOT_ENOUGH_REPLICAS"} <= names
+    assert {KafkaError(KafkaError.MSG_SIZE_TOO_LARGE).name(), "TOPIC_AUTHORIZATION_FAILED"}.isdisjoint(names)
+
+
+def test_librdkafka_warnings_go_to_python_logging_rate_limited(
+    cluster: MockCluster, topic: str, make_transport: MakeTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = make_transport(EmitterSettings(call_timeout_s=0.5, retry=FAST_RETRY, breaker_threshold=0))
+    transport.emit(make_event())
+    assert transport.flush(5)
+    with caplog.at_level("WARNING", logger="openlineage_emitter.librdkafka"):
+        cluster.broker_down()
+        transport.emit(make_event())
+        assert wait_until(lambda: transport.stats().retried >= 3, timeout_s=5)
+        cluster.broker_up()
+        assert transport.flush(10)
+    lines = [r for r in caplog.records if r.name == "openlineage_emitter.librdkafka"]
+    assert lines  # connection failures are visible through logging...
+    facilities = [str(r.args[0]) for r in lines if isinstance(r.args, tuple) and r.args]
+    assert len(facilities) == len(set(facilities))  # ...once per kind within 30 s
+
+
+def test_threads_are_released_after_close(cluster: MockCluster, topic: str) -> None:
+    earlier = {t.ident for t in emitter_threads()}
+    transport = ThreadedTransport.wrap(kafka_inner(cluster, topic), EmitterSettings(retry=FAST_RETRY))
+    transport.emit(make_event())
+    assert transport.close(5)
+    assert wait_until(lambda: not [t for t in emitter_threads() if t.ident not in earlier], timeout_s=3)
+    assert not [t for t in threading.enumerate() if "rdkafka" in t.name]  # librdkafka's are native
