@@ -15,7 +15,7 @@ from openlineage.client.transport.transport import Transport
 from rich.console import Console
 from rich.table import Table
 
-from openlineage_emitter._client_config import choose_transport
+from openlineage_emitter._client_config import NO_TRANSPORT, choose_transport, fail
 from openlineage_emitter._secrets import mask
 from openlineage_emitter.config import KEYS, load_config_with_sources
 from openlineage_emitter.emitter import _short
@@ -59,8 +59,7 @@ def run_check(console: Console, *, send: bool) -> int:
         loaded = load_config_with_sources()
         choice = choose_transport(loaded)
     except (ConfigError, ValueError) as exc:
-        console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        return 1
+        return fail(console, str(exc))
 
     table = Table(title="[openlineage] effective configuration", title_justify="left")
     table.add_column("key")
@@ -73,12 +72,7 @@ def run_check(console: Console, *, send: bool) -> int:
     console.print(table)
 
     if choice.config is None:
-        console.print(
-            "error: no transport configured: set [openlineage] transport or OPENLINEAGE_URL",
-            markup=False,
-            soft_wrap=True,
-        )
-        return 1
+        return fail(console, NO_TRANSPORT)
     console.print(
         f"transport ({choice.source}): {json.dumps(mask(choice.config))}", markup=False, highlight=False
     )
@@ -88,8 +82,7 @@ def run_check(console: Console, *, send: bool) -> int:
         if send:
             _send(console, sender_for(transport, loaded.config.emitter), loaded.config.emitter.call_timeout_s)
     except CheckFailed as exc:
-        console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        return 1
+        return fail(console, str(exc))
     finally:
         if "transport" in locals():
             transport.close(0)

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from openlineage_emitter.config import LoadedConfig
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+NO_TRANSPORT = "no transport configured: set [openlineage] transport or OPENLINEAGE_URL"
+
+
+def fail(console: Console, message: str) -> int:
+    """Print the command's one-line reason and return its exit code."""
+    console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    return 1
 
 
 @attrs.frozen

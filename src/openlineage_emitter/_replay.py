@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from openlineage_emitter._caller import TimedCaller
 from openlineage_emitter._check import CheckFailed, build_transport
-from openlineage_emitter._client_config import choose_transport
+from openlineage_emitter._client_config import NO_TRANSPORT, choose_transport, fail
 from openlineage_emitter.config import load_config_with_sources
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.retry import classify
@@ -23,37 +23,19 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
         loaded = load_config_with_sources()
         choice = choose_transport(loaded)
     except (ConfigError, ValueError) as exc:
-        console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        return 1
+        return fail(console, str(exc))
     settings = loaded.config.emitter
     directory = spool_dir or settings.spool_dir
     if not directory:
-        console.print(
-            "error: no spool: pass --spool-dir or set [openlineage] emitter_spool_dir",
-            markup=False,
-            soft_wrap=True,
-        )
-        return 1
+        return fail(console, "no spool: pass --spool-dir or set [openlineage] emitter_spool_dir")
     if not Path(directory).is_dir():
-        console.print(
-            f"error: spool directory {directory} does not exist",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-        return 1
+        return fail(console, f"spool directory {directory} does not exist")
     if choice.config is None:
-        console.print(
-            "error: no transport configured: set [openlineage] transport or OPENLINEAGE_URL",
-            markup=False,
-            soft_wrap=True,
-        )
-        return 1
+        return fail(console, NO_TRANSPORT)
     try:
         transport = build_transport(choice.config, settings)
     except CheckFailed as exc:
-        console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        return 1
+        return fail(console, str(exc))
 
     spool = Spool(directory, settings.spool_max_bytes)
     spool.reclaim_orphans()
