@@ -119,7 +119,13 @@ def _airflow_values() -> dict[str, tuple[str, str]] | None:
 
     Only used when Airflow is already imported: importing it just for this costs seconds.
     Provider defaults are skipped on purpose: the provider's ``execute_in_thread``
-    default (False) must not override this package's (True).
+    default (False) must not override this package's (True). Airflow names their source
+    ``default``, ``default-<provider>`` (3.1) or ``provider-metadata-fallback-defaults``
+    (3.3): every default source has "default" in its name.
+
+    Airflow also writes every default, the provider's included, into the airflow.cfg it
+    generates, so ``execute_in_thread = False`` there is indistinguishable from Airflow's
+    own line: it counts as unset (choose the fork strategy with the env variable).
     """
     if "airflow.configuration" not in sys.modules:
         return None
@@ -131,9 +137,17 @@ def _airflow_values() -> dict[str, tuple[str, str]] | None:
         return None
     out: dict[str, tuple[str, str]] = {}
     for name, item in section.items():
-        if isinstance(item, tuple) and len(item) == 2 and item[1] != "default":
-            out[name] = (str(item[0]), f"airflow conf ({item[1]})")
+        if not (isinstance(item, tuple) and len(item) == 2) or "default" in str(item[1]):
+            continue
+        if item[1] == "airflow.cfg" and _GENERATED_DEFAULTS.get(name) == str(item[0]).strip().lower():
+            continue
+        out[name] = (str(item[0]), f"airflow conf ({item[1]})")
     return out
+
+
+#: Provider defaults that differ from this package's, as Airflow writes them into a
+#: generated airflow.cfg (lower-cased).
+_GENERATED_DEFAULTS = {"execute_in_thread": "false"}
 
 
 def load_config_with_sources(

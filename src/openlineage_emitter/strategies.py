@@ -55,8 +55,19 @@ class ThreadStrategy:
         self.skipped = 0
 
     def run(self, fn: Callable[[], object], name: str) -> bool:
+        raised: list[BaseException] = []
+
+        def guarded() -> None:
+            # What the callable raises, SystemExit included, is caught on the helper
+            # thread. What is raised in the waiting thread itself is not: a signal
+            # handler's sys.exit (the scheduler's SIGTERM) must still stop the process.
+            try:
+                fn()
+            except BaseException as exc:  # noqa: BLE001 - an extractor's SystemExit must not end the task
+                raised.append(exc)
+
         try:
-            self._caller.call(fn, self.execution_timeout_s, busy_wait_s=0)
+            self._caller.call(guarded, self.execution_timeout_s, busy_wait_s=0)
         except BackendBusy:
             with self._lock:
                 self.skipped += 1
@@ -79,8 +90,11 @@ class ThreadStrategy:
                 self.execution_timeout_s,
             )
             return False
-        except BaseException:  # noqa: BLE001 - an extractor's SystemExit must not end the task
+        except Exception:
             log.warning("OpenLineage %s failed", name, exc_info=True)
+            return False
+        if raised:
+            log.warning("OpenLineage %s failed", name, exc_info=raised[0])
             return False
         return True
 
@@ -101,7 +115,7 @@ _warned = False
 
 
 def _warn_once_per_process() -> bool:
-    global _warned  # noqa: PLW0603 - "once per process" is process-wide state
+    global _warned  # "once per process" is process-wide state
     with _warned_lock:
         first, _warned = not _warned, True
     return first

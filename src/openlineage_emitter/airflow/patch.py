@@ -1,0 +1,156 @@
+"""Attach to the OpenLineage provider: patch its listener and adapter *classes*, once.
+
+Why the classes: the listener is a singleton (``get_openlineage_listener()``) that may be
+created before or after this plugin loads; methods looked up on the class reach it either
+way. No second listener is registered, so nothing is emitted twice.
+
+What is routed where:
+
+- ``_execute(callable, name, use_fork=True)`` — the task-runner hooks (running, success,
+  failed, skipped): through the strategy ``execute_in_thread`` selects (thread: in-process,
+  bounded by ``execution_timeout``; fork: the safe fork strategy).
+- ``_on_task_instance_manual_state_change`` — a DB ``TaskInstance`` changed on the API
+  server or by the scheduler: whatever it runs goes through the thread strategy, never a
+  fork (older providers send it through ``_execute(use_fork=True)``).
+- ``executor`` — scheduler DAG-run events and (newer providers) state changes go to
+  ``submit_callable`` -> ``executor.submit``: an in-process executor, never a process pool.
+- ``before_stopping`` — a bounded flush of the process's emitter (see ``process``).
+- ``OpenLineageAdapter.get_or_create_openlineage_client`` — every client's transport is
+  replaced by the process's one ``ThreadedTransport``.
+
+Hook methods keep their pluggy marker (``functools.wraps`` copies it); the listener is
+registered with pluggy after all plugins loaded, so the patched hooks are the ones seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from openlineage_emitter.airflow import process
+from openlineage_emitter.transport import ThreadedTransport
+
+log = logging.getLogger(__name__)
+
+#: Set on a class once it is patched, so a second plugin manager in the same process
+#: (core and task SDK both load plugins) does not wrap the wrappers.
+MARK = "__openlineage_emitter_patched__"
+
+LISTENER_NEEDS = ("_execute", "_on_task_instance_manual_state_change", "before_stopping", "executor")
+ADAPTER_NEEDS = ("get_or_create_openlineage_client",)
+EXECUTE_PARAMS = ("callable", "callable_name", "use_fork")
+
+#: True while a manual / external state change is being handled: never fork for it.
+_server_path: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "openlineage_emitter_server", default=False
+)
+
+
+def missing(listener_cls: type, adapter_cls: type) -> list[str]:
+    """What the plugin needs and the provider's classes lack (empty: compatible)."""
+    lacks = [f"OpenLineageListener.{name}" for name in LISTENER_NEEDS if not hasattr(listener_cls, name)]
+    lacks += [f"OpenLineageAdapter.{name}" for name in ADAPTER_NEEDS if not hasattr(adapter_cls, name)]
+    if not isinstance(inspect.getattr_static(listener_cls, "executor", None), property):
+        lacks.append("OpenLineageListener.executor (a property)")
+    execute = getattr(listener_cls, "_execute", None)
+    if execute is not None:
+        params = tuple(inspect.signature(execute).parameters)[1:]
+        if params[: len(EXECUTE_PARAMS)] != EXECUTE_PARAMS:
+            lacks.append(f"OpenLineageListener._execute{EXECUTE_PARAMS} (has {params})")
+    return lacks
+
+
+def patch(listener_cls: type, adapter_cls: type) -> bool:
+    """Patch both classes once; False if they were already patched."""
+    if getattr(listener_cls, MARK, False):
+        return False
+    _patch_adapter(adapter_cls)
+    _patch_listener(listener_cls)
+    setattr(listener_cls, MARK, True)
+    return True
+
+
+def _patch_listener(cls: Any) -> None:
+    original_execute = cls._execute
+    original_manual = cls._on_task_instance_manual_state_change
+    original_stopping = cls.before_stopping
+
+    @functools.wraps(original_execute)
+    def _execute(
+        self: Any, callable: Callable[[], object], callable_name: str, use_fork: bool = False
+    ) -> None:
+        if not use_fork:
+            # Upstream runs these inline; they do not emit on their own.
+            original_execute(self, callable, callable_name, use_fork)
+            return
+        state = process.current()
+        if _server_path.get():
+            state.thread_strategy().run(callable, callable_name)
+        else:
+            state.task_strategy().run(callable, callable_name)
+
+    @functools.wraps(original_manual)
+    def _on_task_instance_manual_state_change(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _on_server_path():
+            return original_manual(self, *args, **kwargs)
+
+    @functools.wraps(original_stopping)
+    def before_stopping(self: Any, component: Any) -> None:
+        try:
+            # A real pool could exist only if the listener submitted work before this
+            # plugin attached. Never wait for it: a pool with a hung backend is the
+            # deadlock that kept schedulers from exiting on SIGTERM.
+            pool, self._executor = getattr(self, "_executor", None), None
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+            process.current().flush_before_stopping()
+        except Exception:
+            log.warning("openlineage-emitter: flushing before stopping failed", exc_info=True)
+
+    def executor(self: Any) -> Any:
+        return process.current().executor
+
+    cls._execute = _execute
+    cls._on_task_instance_manual_state_change = _on_task_instance_manual_state_change
+    cls.before_stopping = before_stopping
+    cls.executor = property(executor, doc="In-process executor (openlineage-emitter): never a process pool.")
+
+
+def _patch_adapter(cls: Any) -> None:
+    original = cls.get_or_create_openlineage_client
+
+    @functools.wraps(original)
+    def get_or_create_openlineage_client(self: Any) -> Any:
+        client = original(self)
+        try:
+            transport = getattr(client, "transport", None)
+            # A noop transport is how the client says "disabled": keep its short cut.
+            if (
+                transport is not None
+                and getattr(transport, "kind", None) != "noop"
+                and not isinstance(transport, ThreadedTransport)
+            ):
+                client.transport = process.current().shared_transport(transport)
+        except Exception:
+            log.warning(
+                "openlineage-emitter: could not put the thread emitter in front of the OpenLineage "
+                "client's transport; this client emits synchronously",
+                exc_info=True,
+            )
+        return client
+
+    cls.get_or_create_openlineage_client = get_or_create_openlineage_client
+
+
+@contextlib.contextmanager
+def _on_server_path() -> Iterator[None]:
+    token = _server_path.set(True)
+    try:
+        yield
+    finally:
+        _server_path.reset(token)

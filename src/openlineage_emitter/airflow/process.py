@@ -1,0 +1,164 @@
+"""What exists once per process: the config, the one ``ThreadedTransport``, the strategies,
+the in-process executor and the exit budget.
+
+Every OpenLineage client the provider builds in this process (the listener's adapter, and
+the per-process adapters newer providers build for pooled paths) emits through the same
+``ThreadedTransport``: one queue, one worker thread, one bounded flush at exit.
+
+Exit budget: all the waiting this package adds to a process's end — the flush in
+``before_stopping`` (which a ``dags test`` process calls after every task) plus the close
+at interpreter exit — shares one budget: ``execution_timeout`` (capped by
+``emitter_shutdown_timeout``) in a task runner, ``emitter_shutdown_timeout`` in a
+scheduler or API server. A hung backend therefore delays a process's exit by at most
+that, however many events it emitted.
+
+Fork safety: a forked child (a fork-strategy child, a LocalExecutor worker, a task runner
+forked by its supervisor) gets fresh strategies, executor and budget; the threads the
+parent's ones used do not exist in it. The ``ThreadedTransport`` re-initialises itself.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from openlineage_emitter.airflow.inprocess import InProcessExecutor
+from openlineage_emitter.config import OpenLineageConfig
+from openlineage_emitter.strategies import Strategy, ThreadStrategy, select_strategy
+from openlineage_emitter.transport import ThreadedTransport
+
+log = logging.getLogger(__name__)
+
+
+class Process:
+    """The per-process state; one instance per process (see :func:`configure`)."""
+
+    def __init__(self, config: OpenLineageConfig) -> None:
+        self.config = config
+        self.transport: ThreadedTransport | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._task: Strategy | None = None
+        self._thread: ThreadStrategy | None = None
+        self.executor = InProcessExecutor(self.thread_strategy)
+        self.task_runner = False
+        self.exit_spent_s = 0.0
+
+    # -- transport ---------------------------------------------------------------------
+
+    def shared_transport(self, inner: Any) -> ThreadedTransport:
+        """The process's one ``ThreadedTransport``; built around ``inner`` the first time.
+
+        Later clients' own transports are replaced by it: they are built from the same
+        config, and a second queue and worker would double the threads and split FIFO.
+        """
+        with self._lock:
+            if self.transport is None:
+                if isinstance(inner, ThreadedTransport):
+                    self.transport = inner
+                else:
+                    self.transport = ThreadedTransport.around(inner, self.config.emitter)
+                # Registered after the emitter's own atexit close, so it runs first (LIFO)
+                # and the emitter's close then finds nothing left to wait for.
+                atexit.register(_close_at_exit)
+            return self.transport
+
+    # -- strategies --------------------------------------------------------------------
+
+    def task_strategy(self) -> Strategy:
+        """The strategy for task-runner hooks: ``execute_in_thread`` selects it."""
+        self.task_runner = True
+        self._ensure_strategies()
+        assert self._task is not None
+        return self._task
+
+    def thread_strategy(self) -> ThreadStrategy:
+        """The thread strategy: scheduler and API-server paths, and the fork fallback."""
+        self._ensure_strategies()
+        assert self._thread is not None
+        return self._thread
+
+    def _ensure_strategies(self) -> None:
+        with self._lock:
+            if self._task is not None:
+                return
+            task = select_strategy(self.config)
+            fallback = getattr(task, "fallback", task)
+            # One thread strategy per process: its one extraction thread is shared.
+            thread = (
+                fallback
+                if isinstance(fallback, ThreadStrategy)
+                else ThreadStrategy(self.config.execution_timeout_s)
+            )
+            self._task, self._thread = task, thread
+
+    # -- exit --------------------------------------------------------------------------
+
+    def exit_budget_s(self) -> float:
+        settings = self.config.emitter
+        if self.task_runner:
+            return min(self.config.execution_timeout_s, settings.shutdown_timeout_s)
+        return settings.shutdown_timeout_s
+
+    def _spend(self, wait: Callable[[float], bool]) -> bool:
+        """Run ``wait(what is left of the exit budget)`` and count the time it took."""
+        remaining = max(0.0, self.exit_budget_s() - self.exit_spent_s)
+        started = time.monotonic()
+        try:
+            return wait(remaining)
+        finally:
+            self.exit_spent_s += time.monotonic() - started
+
+    def flush_before_stopping(self) -> bool:
+        """Wait (within what is left of the exit budget) for queued events to be delivered."""
+        transport = self.transport
+        return True if transport is None else self._spend(transport.flush)
+
+    def close_at_exit(self) -> bool:
+        transport = self.transport
+        return True if transport is None else self._spend(transport.close)
+
+    def after_fork_in_child(self) -> None:
+        self._reset()
+
+
+_process: Process | None = None
+
+
+def configure(config: OpenLineageConfig) -> Process:
+    """Create the process state once; later calls (a second plugin manager) keep the first."""
+    global _process  # noqa: PLW0603 - one state per process, by design
+    if _process is None:
+        _process = Process(config)
+    return _process
+
+
+def current() -> Process:
+    if _process is None:
+        raise RuntimeError("openlineage_emitter.airflow.process.configure() was not called")
+    return _process
+
+
+def _close_at_exit() -> None:
+    process = _process
+    if process is None:
+        return
+    try:
+        process.close_at_exit()
+    except Exception:
+        log.debug("closing the OpenLineage transport at exit failed", exc_info=True)
+
+
+def _after_fork_in_child() -> None:
+    if _process is not None:
+        _process.after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,223 @@
+"""The patching and the per-process state against stand-ins for the provider's classes.
+
+No Airflow needed (core suite): ``patch`` and ``process`` import nothing from Airflow.
+The stand-ins behave like the provider where it matters: ``_execute(use_fork=True)``
+forks, ``executor`` builds a process pool, ``before_stopping`` waits for it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, NoReturn
+
+import pytest
+from openlineage.client import OpenLineageClient
+from openlineage.client.event_v2 import RunState
+
+from openlineage_emitter import EmitterSettings, OpenLineageConfig, RetryPolicy, ThreadedTransport
+from openlineage_emitter.airflow import patch, process
+from openlineage_emitter.airflow.inprocess import InProcessExecutor
+from openlineage_emitter.collector import Answer, Collector
+from openlineage_emitter.strategies import ForkStrategy, ThreadStrategy
+from tests.conftest import make_event
+
+HOOK_MARK = "airflow_impl"  # what pluggy's HookimplMarker("airflow") sets on a hook method
+
+
+def make_provider(url: str) -> tuple[Any, Any]:
+    """Fresh listener and adapter classes shaped like the provider's (2.14 .. 2.20)."""
+
+    class Adapter:
+        def __init__(self) -> None:
+            self._client: OpenLineageClient | None = None
+
+        def get_or_create_openlineage_client(self) -> OpenLineageClient:
+            if self._client is None:
+                self._client = OpenLineageClient(config={"transport": {"type": "http", "url": url}})
+            return self._client
+
+        def emit(self, job: str, state: RunState = RunState.COMPLETE) -> None:
+            self.get_or_create_openlineage_client().emit(make_event(state, job=job))
+
+    class Listener:
+        def __init__(self) -> None:
+            self._executor: ProcessPoolExecutor | None = None
+            self.adapter = Adapter()
+
+        def _execute(
+            self, callable: Callable[[], object], callable_name: str, use_fork: bool = False
+        ) -> None:
+            if use_fork:  # upstream: fork (or a per-event thread) per hook
+                os.fork()
+            callable()
+
+        def _on_task_instance_manual_state_change(self, ti: str, dagrun: object, ti_state: str) -> None:
+            # provider 2.14: through _execute(use_fork=True); 2.20: through the pool
+            self._execute(lambda: self.adapter.emit(f"manual.{ti}"), "on_state_change", use_fork=True)
+
+        @property
+        def executor(self) -> ProcessPoolExecutor:
+            if not self._executor:
+                self._executor = ProcessPoolExecutor(1)
+            return self._executor
+
+        def submit_callable(self, fn: Callable[..., object], *args: Any, **kwargs: Any) -> Any:
+            return self.executor.submit(fn, *args, **kwargs)
+
+        def before_stopping(self, component: object) -> None:
+            self.executor.shutdown(wait=True)
+
+        setattr(before_stopping, HOOK_MARK, {"hookwrapper": False})
+
+    return Listener, Adapter
+
+
+@pytest.fixture
+def fresh_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No process state before the test; its transport closed after it."""
+    monkeypatch.setattr(process, "_process", None)
+    yield
+    state = process._process
+    if state is not None and state.transport is not None:
+        state.transport.close(0)
+
+
+@pytest.fixture
+def no_fork(monkeypatch: pytest.MonkeyPatch) -> None:
+    def forbidden() -> NoReturn:
+        raise AssertionError("os.fork() called")
+
+    monkeypatch.setattr(os, "fork", forbidden)
+
+
+def configure(**kwargs: Any) -> process.Process:
+    settings = EmitterSettings(
+        call_timeout_s=0.5, shutdown_timeout_s=5.0, retry=RetryPolicy(attempts=1), breaker_threshold=0
+    )
+    return process.configure(OpenLineageConfig(execution_timeout_s=2.0, emitter=settings, **kwargs))
+
+
+def patched(url: str, **config: Any) -> tuple[Any, Any]:
+    configure(**config)
+    listener_cls, adapter_cls = make_provider(url)
+    assert patch.missing(listener_cls, adapter_cls) == []
+    assert patch.patch(listener_cls, adapter_cls) is True
+    return listener_cls(), adapter_cls
+
+
+def test_missing_names_each_thing_the_plugin_needs() -> None:
+    class Bare:
+        executor = None  # not a property
+
+        def _execute(self, fn: object, name: str) -> None: ...
+
+    lacks = patch.missing(Bare, Bare)
+    assert "OpenLineageListener._on_task_instance_manual_state_change" in lacks
+    assert "OpenLineageListener.before_stopping" in lacks
+    assert "OpenLineageAdapter.get_or_create_openlineage_client" in lacks
+    assert "OpenLineageListener.executor (a property)" in lacks
+    assert any(item.startswith("OpenLineageListener._execute(") for item in lacks)
+
+
+def test_patching_twice_does_not_wrap_twice_and_keeps_the_hook_marker(fresh_process: None) -> None:
+    listener_cls, adapter_cls = make_provider("http://127.0.0.1:9")
+    configure()
+    assert patch.patch(listener_cls, adapter_cls) is True
+    execute = listener_cls._execute
+    assert patch.patch(listener_cls, adapter_cls) is False
+    assert listener_cls._execute is execute
+    assert getattr(listener_cls.before_stopping, HOOK_MARK) == {"hookwrapper": False}
+
+
+def test_task_hooks_run_in_process_and_emit_through_the_one_transport(
+    fresh_process: None, no_fork: None, collector: Collector
+) -> None:
+    listener, _ = patched(collector.url)
+
+    listener._execute(lambda: listener.adapter.emit("task", RunState.START), "on_running", use_fork=True)
+    listener._execute(lambda: listener.adapter.emit("task"), "on_success", use_fork=True)
+
+    assert collector.wait_for(2, timeout_s=5)
+    assert [e["eventType"] for e in collector.events] == ["START", "COMPLETE"]
+    assert isinstance(listener.adapter.get_or_create_openlineage_client().transport, ThreadedTransport)
+    assert process.current().task_runner
+
+
+def test_scheduler_and_api_server_paths_never_fork_nor_pool_even_in_fork_mode(
+    fresh_process: None, no_fork: None, collector: Collector
+) -> None:
+    listener, _ = patched(collector.url, execute_in_thread=False)
+
+    assert isinstance(listener.executor, InProcessExecutor)
+    future = listener.submit_callable(listener.adapter.emit, "dag")
+    assert future.done()
+    listener._on_task_instance_manual_state_change("load", None, "success")
+
+    assert collector.wait_for(2, timeout_s=5)
+    assert sorted(e["job"]["name"] for e in collector.events) == ["dag", "manual.load"]
+    assert listener._executor is None  # no pool was ever built
+    assert isinstance(process.current().task_strategy(), ForkStrategy)
+
+
+def test_every_client_in_the_process_shares_one_threaded_transport(fresh_process: None) -> None:
+    _, adapter_cls = patched("http://127.0.0.1:9")
+
+    first = adapter_cls().get_or_create_openlineage_client().transport
+    second = adapter_cls().get_or_create_openlineage_client().transport
+
+    assert isinstance(first, ThreadedTransport)
+    assert second is first
+    assert first.inner.config.retry["total"] == 0  # one retry layer: the emitter's
+
+
+def test_the_exit_budget_bounds_before_stopping_and_exit_together(fresh_process: None) -> None:
+    with Collector(Answer(hang=True)) as collector:
+        listener, _ = patched(collector.url)
+        for _ in range(5):
+            listener._execute(lambda: listener.adapter.emit("task"), "on_success", use_fork=True)
+        state = process.current()
+        budget_s = state.exit_budget_s()
+        assert budget_s == 2.0  # a task runner: execution_timeout (< emitter_shutdown_timeout)
+
+        started = time.monotonic()
+        listener.before_stopping(object())  # as `dags test` calls it after each task
+        listener.before_stopping(object())
+        process._close_at_exit()
+        elapsed_s = time.monotonic() - started
+
+    assert budget_s * 0.9 <= elapsed_s <= budget_s + 0.5
+
+
+def test_a_forked_child_gets_fresh_strategies_and_budget(fresh_process: None) -> None:
+    state = configure()
+    strategy = state.thread_strategy()
+    state.exit_spent_s = 1.0
+
+    process._after_fork_in_child()
+
+    assert state.thread_strategy() is not strategy
+    assert state.exit_spent_s == 0.0
+    assert isinstance(state.thread_strategy(), ThreadStrategy)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="needs signals")
+def test_a_signal_handlers_exit_raised_while_waiting_is_not_swallowed() -> None:
+    """The scheduler's SIGTERM handler calls sys.exit in the main thread; if that happens
+    while the thread strategy waits for an extraction, the process must still stop."""
+
+    def exit_now(signum: int, frame: object) -> NoReturn:
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGALRM, exit_now)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(SystemExit):
+            ThreadStrategy(2.0).run(lambda: time.sleep(1.0), "on_running")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
