@@ -161,3 +161,31 @@ def test_nothing_is_logged_per_event_at_info(caplog: pytest.LogCaptureFixture, c
     records: list[Any] = [r for r in caplog.records if r.name.startswith("openlineage_emitter")]
     assert records == []
     transport.close(1)
+
+
+def test_strategies_count_abandoned_extractions_and_fork_fallbacks() -> None:
+    from openlineage_emitter.metrics import Publisher
+    from openlineage_emitter.strategies import ForkStrategy, ThreadStrategy
+
+    recorder = Recorder()
+    publisher = Publisher(recorder, {"component": "task_runner"})
+    release = threading.Event()
+    thread = ThreadStrategy(0.05, publisher=publisher)
+    try:
+        assert thread.run(lambda: release.wait(5), "on_running") is False
+        assert thread.run(lambda: None, "on_success") is False  # skipped: one is still stuck
+    finally:
+        release.set()
+    assert recorder.total("ol.emitter.abandoned_extractions", component="task_runner") == 1
+    assert recorder.total("ol.emitter.skipped_extractions") == 1
+    # With another thread alive the fork strategy must not fork: it falls back.
+    hold = threading.Event()
+    other = threading.Thread(target=hold.wait, args=(5,))
+    other.start()
+    try:
+        fork = ForkStrategy(1.0, ThreadStrategy(1.0), publisher=publisher)
+        assert fork.run(lambda: None, "on_running") is True
+    finally:
+        hold.set()
+        other.join(5)
+    assert recorder.total("ol.emitter.fork_fallbacks") == 1

@@ -19,6 +19,7 @@ from typing import Protocol
 from openlineage_emitter._caller import TimedCaller
 from openlineage_emitter._ratelimit import RateLimitedLog
 from openlineage_emitter.config import OpenLineageConfig
+from openlineage_emitter.metrics import Publisher
 from openlineage_emitter.retry import BackendBusy, CallTimeout
 from openlineage_emitter.transport import use_synchronous_emission
 
@@ -46,8 +47,9 @@ class ThreadStrategy:
 
     name = "thread"
 
-    def __init__(self, execution_timeout_s: float) -> None:
+    def __init__(self, execution_timeout_s: float, *, publisher: Publisher | None = None) -> None:
         self.execution_timeout_s = execution_timeout_s
+        self._publisher = publisher
         self._caller = TimedCaller(_call, max_abandoned=1, name="openlineage-extraction")
         self._warn = RateLimitedLog(log)
         self._lock = threading.Lock()
@@ -71,6 +73,7 @@ class ThreadStrategy:
         except BackendBusy:
             with self._lock:
                 self.skipped += 1
+            _count(self._publisher, "skipped_extractions")
             self._warn.warn(
                 "skipped",
                 "OpenLineage %s skipped: an earlier extraction is still running past "
@@ -82,6 +85,7 @@ class ThreadStrategy:
         except CallTimeout:
             with self._lock:
                 self.abandoned += 1
+            _count(self._publisher, "abandoned_extractions")
             self._warn.warn(
                 "abandoned",
                 "OpenLineage %s did not finish within execution_timeout (%gs); abandoned it "
@@ -138,8 +142,10 @@ class ForkStrategy:
         *,
         force: bool = False,
         child_setup: Callable[[], None] | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self.execution_timeout_s = execution_timeout_s
+        self._publisher = publisher
         self.fallback = fallback
         self.force = force
         self.child_setup = child_setup
@@ -168,6 +174,7 @@ class ForkStrategy:
 
     def _fall_back(self, fn: Callable[[], object], name: str) -> bool:
         self.fallbacks += 1
+        _count(self._publisher, "fork_fallbacks")
         try:
             return self.fallback.run(fn, name)
         finally:
@@ -198,6 +205,7 @@ class ForkStrategy:
             # Also on KeyboardInterrupt/SystemExit while waiting: never leave a zombie.
             if not finished:
                 self.kills += 1
+                _count(self._publisher, "fork_kills")
                 _terminate_and_reap(pid)
 
 
@@ -253,9 +261,18 @@ def _terminate_and_reap(pid: int) -> None:
             return
 
 
-def select_strategy(config: OpenLineageConfig) -> Strategy:
-    """``execute_in_thread`` (default True) selects the thread strategy, False the fork one."""
-    thread = ThreadStrategy(config.execution_timeout_s)
+def select_strategy(config: OpenLineageConfig, *, publisher: Publisher | None = None) -> Strategy:
+    """``execute_in_thread`` (default True) selects the thread strategy, False the fork one.
+
+    With a ``publisher``, abandoned/skipped extractions and fork fallbacks/kills are
+    counted as ``ol.emitter.*`` metrics.
+    """
+    thread = ThreadStrategy(config.execution_timeout_s, publisher=publisher)
     if config.execute_in_thread:
         return thread
-    return ForkStrategy(config.execution_timeout_s, thread, force=config.force_fork)
+    return ForkStrategy(config.execution_timeout_s, thread, force=config.force_fork, publisher=publisher)
+
+
+def _count(publisher: Publisher | None, name: str) -> None:
+    if publisher is not None:
+        publisher.incr(name)  # guarded: a broken metrics client never reaches the hook
