@@ -34,9 +34,12 @@ UV_REQUIREMENT = "uv>=0.9,<1"
 
 #: The Airflow versions the plugin is tested against: (venv suffix, pins). 3.1.x is the
 #: line whose users this package exists for; 3.3.x the newest.
+#: ``statsd`` is the client Airflow's StatsD metrics logger imports (``[metrics] statsd_on``);
+#: Airflow does not install it itself, and the metrics tests send through it.
+STATSD = "statsd>=4,<5"
 AIRFLOW_MATRIX: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("3.3", ("apache-airflow==3.3.2", "apache-airflow-providers-openlineage==2.20.3")),
-    ("3.1", ("apache-airflow==3.1.8", "apache-airflow-providers-openlineage==2.14.0")),
+    ("3.3", ("apache-airflow==3.3.2", "apache-airflow-providers-openlineage==2.20.3", STATSD)),
+    ("3.1", ("apache-airflow==3.1.8", "apache-airflow-providers-openlineage==2.14.0", STATSD)),
 )
 
 

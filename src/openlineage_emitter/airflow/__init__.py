@@ -6,6 +6,9 @@
 - ``process``: what exists once per process: the config, the one ``ThreadedTransport``,
   the strategies, the exit budget.
 - ``inprocess``: stands in for the provider's ``ProcessPoolExecutor``.
+- ``metrics``: Airflow's own ``Stats`` as the emitter's metrics client, and which
+  component (task runner, scheduler, API server, ...) this process is.
 
-Importing this package imports nothing from Airflow; only ``plugin`` and ``patch`` do.
+Importing this package imports nothing from Airflow; ``plugin`` does, and ``metrics``
+imports Airflow's ``Stats`` when the process's transport or strategies are first built.
 """

@@ -15,6 +15,9 @@ What is routed where:
 - ``executor`` — scheduler DAG-run events and (newer providers) state changes go to
   ``submit_callable`` -> ``executor.submit``: an in-process executor, never a process pool.
 - ``before_stopping`` — a bounded flush of the process's emitter (see ``process``).
+- ``on_starting`` (and ``before_stopping``) — only observed: the component Airflow passes
+  (the task runner's marker, a scheduler/triggerer/DAG-processor ``Job``) tells the
+  process which component it is, for the metrics' ``component`` tag.
 - ``OpenLineageAdapter.get_or_create_openlineage_client`` — every client's transport is
   replaced by the process's one ``ThreadedTransport``.
 
@@ -79,6 +82,7 @@ def _patch_listener(cls: Any) -> None:
     original_execute = cls._execute
     original_manual = cls._on_task_instance_manual_state_change
     original_stopping = cls.before_stopping
+    original_starting = getattr(cls, "on_starting", None)
 
     @functools.wraps(original_execute)
     def _execute(
@@ -96,11 +100,14 @@ def _patch_listener(cls: Any) -> None:
 
     @functools.wraps(original_manual)
     def _on_task_instance_manual_state_change(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with contextlib.suppress(Exception):
+            process.current().role.manual_state_change = True
         with _on_server_path():
             return original_manual(self, *args, **kwargs)
 
     @functools.wraps(original_stopping)
     def before_stopping(self: Any, component: Any) -> None:
+        _observe(component)
         try:
             # A real pool could exist only if the listener submitted work before this
             # plugin attached. Never wait for it: a pool with a hung backend is the
@@ -115,6 +122,14 @@ def _patch_listener(cls: Any) -> None:
     def executor(self: Any) -> Any:
         return process.current().executor
 
+    if original_starting is not None:
+
+        @functools.wraps(original_starting)
+        def on_starting(self: Any, component: Any) -> Any:
+            _observe(component)
+            return original_starting(self, component)
+
+        cls.on_starting = on_starting
     cls._execute = _execute
     cls._on_task_instance_manual_state_change = _on_task_instance_manual_state_change
     cls.before_stopping = before_stopping
@@ -145,6 +160,14 @@ def _patch_adapter(cls: Any) -> None:
         return client
 
     cls.get_or_create_openlineage_client = get_or_create_openlineage_client
+
+
+def _observe(component: Any) -> None:
+    """Tell the process which component it is; never raises into Airflow's hook call."""
+    try:
+        process.current().observe_component(component)
+    except Exception:
+        log.debug("openlineage-emitter: could not note the component", exc_info=True)
 
 
 @contextlib.contextmanager

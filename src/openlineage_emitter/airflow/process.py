@@ -12,9 +12,12 @@ at interpreter exit — shares one budget: ``execution_timeout`` (capped by
 scheduler or API server. A hung backend therefore delays a process's exit by at most
 that, however many events it emitted.
 
+Metrics: the transport and the strategies publish ``ol.emitter.*`` to Airflow's own
+``Stats`` (``metrics.AirflowStats``), tagged with this process's component (``Role``).
+
 Fork safety: a forked child (a fork-strategy child, a LocalExecutor worker, a task runner
-forked by its supervisor) gets fresh strategies, executor and budget; the threads the
-parent's ones used do not exist in it. The ``ThreadedTransport`` re-initialises itself.
+forked by its supervisor) gets fresh strategies, executor, budget and role; the threads
+the parent's ones used do not exist in it. The ``ThreadedTransport`` re-initialises itself.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from collections.abc import Callable
 from typing import Any
 
 from openlineage_emitter.airflow.inprocess import InProcessExecutor
+from openlineage_emitter.airflow.metrics import Role, airflow_stats
 from openlineage_emitter.config import OpenLineageConfig
+from openlineage_emitter.metrics import Metrics, Publisher
 from openlineage_emitter.strategies import Strategy, ThreadStrategy, select_strategy
 from openlineage_emitter.transport import ThreadedTransport
 
@@ -41,6 +46,8 @@ class Process:
     def __init__(self, config: OpenLineageConfig) -> None:
         self.config = config
         self.transport: ThreadedTransport | None = None
+        self._metrics: Metrics | None = None
+        self._metrics_resolved = False
         self._reset()
 
     def _reset(self) -> None:
@@ -48,8 +55,41 @@ class Process:
         self._task: Strategy | None = None
         self._thread: ThreadStrategy | None = None
         self.executor = InProcessExecutor(self.thread_strategy)
-        self.task_runner = False
+        self.role = Role()
         self.exit_spent_s = 0.0
+
+    # -- role and metrics --------------------------------------------------------------
+
+    @property
+    def task_runner(self) -> bool:
+        """Whether this process runs task-runner hooks (its exit budget is the task's)."""
+        return self.role.task_runner
+
+    @task_runner.setter
+    def task_runner(self, value: bool) -> None:
+        self.role.task_runner = value
+
+    def component(self) -> str:
+        """``task_runner``, ``scheduler``, ``api_server``, ... (see ``metrics.Role``)."""
+        return self.role.component()
+
+    def observe_component(self, component: Any) -> None:
+        """What Airflow passed to the listener's ``on_starting``/``before_stopping``."""
+        self.role.observe(component)
+
+    def metrics(self) -> Metrics | None:
+        """Airflow's ``Stats`` for this process (None without Airflow); looked up once."""
+        if not self._metrics_resolved:
+            try:
+                self._metrics = airflow_stats(self.component)
+            except Exception:
+                log.warning("openlineage-emitter: not publishing metrics to Airflow's Stats", exc_info=True)
+            self._metrics_resolved = True
+        return self._metrics
+
+    def _publisher(self) -> Publisher | None:
+        metrics = self.metrics()
+        return None if metrics is None else Publisher(metrics, {"component": self.component()})
 
     # -- transport ---------------------------------------------------------------------
 
@@ -64,7 +104,12 @@ class Process:
                 if isinstance(inner, ThreadedTransport):
                     self.transport = inner
                 else:
-                    self.transport = ThreadedTransport.around(inner, self.config.emitter)
+                    self.transport = ThreadedTransport.around(
+                        inner,
+                        self.config.emitter,
+                        metrics=self.metrics(),
+                        metric_tags={"component": self.component()},
+                    )
                 # Registered after the emitter's own atexit close, so it runs first (LIFO)
                 # and the emitter's close then finds nothing left to wait for.
                 atexit.register(_close_at_exit)
@@ -89,13 +134,14 @@ class Process:
         with self._lock:
             if self._task is not None:
                 return
-            task = select_strategy(self.config)
+            publisher = self._publisher()
+            task = select_strategy(self.config, publisher=publisher)
             fallback = getattr(task, "fallback", task)
             # One thread strategy per process: its one extraction thread is shared.
             thread = (
                 fallback
                 if isinstance(fallback, ThreadStrategy)
-                else ThreadStrategy(self.config.execution_timeout_s)
+                else ThreadStrategy(self.config.execution_timeout_s, publisher=publisher)
             )
             self._task, self._thread = task, thread
 
