@@ -218,7 +218,7 @@ class ThreadedTransport(Transport):
     def emit(self, event: Any) -> None:
         """Queue the event; never blocks, never raises."""
         if _synchronous:
-            _emit_now(self._send, event)
+            _emit_now(self._send, event, self.config.settings)
             return
         self._emitter.submit(event)
 
@@ -295,9 +295,12 @@ def use_synchronous_emission() -> None:
     _synchronous = True
 
 
-def _emit_now(send: Callable[[Any], object], event: Any) -> None:
+def _emit_now(send: Callable[[Any], object], event: Any, settings: EmitterSettings) -> None:
+    # The inner transport's own retries are off (the emitter owns retries), so the
+    # synchronous path retries with the same policy; a forked child is still bounded by
+    # execution_timeout, after which its parent terminates it.
     try:
-        send(event)
+        settings.retry.retrying()(send, event)
     except Exception as exc:  # noqa: BLE001 - emission never raises into the caller
         log.warning("synchronous OpenLineage emission failed: %s: %s", type(exc).__name__, exc)
 
