@@ -157,3 +157,18 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: floa
             return True
         time.sleep(interval_s)
     return predicate()
+
+
+#: Bound on any transport close (some join their worker without a timeout of their own).
+CLOSE_HARD_LIMIT_S = 10.0
+
+
+def close_bounded(label: str, close: Callable[[], object], notes: list[str]) -> None:
+    """Close within ``CLOSE_HARD_LIMIT_S``; a close that hangs or raises becomes a note."""
+    finished, result = run_bounded(close, CLOSE_HARD_LIMIT_S, f"close-{label}")
+    if not finished:
+        notes.append(
+            f"{label}: close() did not return within {CLOSE_HARD_LIMIT_S:g}s (left to a daemon thread)"
+        )
+    elif isinstance(result, Exception):
+        notes.append(f"{label}: close() raised {type(result).__name__}: {result}")

@@ -20,9 +20,9 @@ from openlineage.client.transport.http import HttpConfig, HttpTransport
 from benchmarks._backend import backend
 from benchmarks._common import (
     Timing,
+    close_bounded,
     join_all,
     make_events,
-    run_bounded,
     time_calls,
     timer_overhead_ns,
     wait_until,
@@ -38,8 +38,6 @@ EXECUTION_TIMEOUT_S = 1.0
 LEAKED_HTTP_TIMEOUT_S = 2.0
 WARMUP = 50
 CLOSE_TIMEOUT_S = 0.3
-#: Bound on any transport close (some join their worker without a timeout of their own).
-CLOSE_HARD_LIMIT_S = 10.0
 
 
 def _columns() -> list[Column]:
@@ -68,16 +66,6 @@ def _row(variant: str, backend_desc: str, timing: Timing, **extra: Any) -> Row:
     }
 
 
-def _close(label: str, close: Callable[[], object], notes: list[str]) -> None:
-    finished, result = run_bounded(close, CLOSE_HARD_LIMIT_S, f"close-{label}")
-    if not finished:
-        notes.append(
-            f"{label}: close() did not return within {CLOSE_HARD_LIMIT_S:g}s (left to a daemon thread)"
-        )
-    elif isinstance(result, Exception):
-        notes.append(f"{label}: close() raised {type(result).__name__}: {result}")
-
-
 def _threaded(opts: Options, n: int, hang: bool, notes: list[str]) -> Row:
     with backend(hang=hang, where=opts.collector) as b:
         settings = EmitterSettings(queue_size=n + WARMUP + 16, call_timeout_s=1.0)
@@ -94,7 +82,7 @@ def _threaded(opts: Options, n: int, hang: bool, notes: list[str]) -> Row:
             durations = time_calls(transport.emit, events, opts.deadline(20.0))
             stats = transport.stats()
         finally:
-            _close("ThreadedTransport", lambda: transport.close(CLOSE_TIMEOUT_S), notes)
+            close_bounded("ThreadedTransport", lambda: transport.close(CLOSE_TIMEOUT_S), notes)
     extra: dict[str, Any] = {
         "queued_after": stats.queue_depth,
         "dropped": stats.dropped_total,
@@ -121,7 +109,7 @@ def _async_http(opts: Options, n: int, notes: list[str]) -> Row:
             events = make_events(n)
             durations = time_calls(transport.emit, events, opts.deadline(30.0))
         finally:
-            _close("AsyncHttpTransport", lambda: transport.close(CLOSE_TIMEOUT_S), notes)
+            close_bounded("AsyncHttpTransport", lambda: transport.close(CLOSE_TIMEOUT_S), notes)
     sized = (
         f"max_queue_size raised to {needed}"
         if params

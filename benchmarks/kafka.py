@@ -21,7 +21,7 @@ from typing import Any
 from openlineage.client.transport.kafka import KafkaConfig, KafkaTransport
 
 from benchmarks._backend import backend
-from benchmarks._common import Timing, make_events, run_bounded, time_calls, wait_until
+from benchmarks._common import Timing, close_bounded, make_events, time_calls, wait_until
 from benchmarks._options import Options
 from benchmarks._table import Column, Row, Table
 from openlineage_emitter import EmitterSettings, ThreadedTransport
@@ -30,7 +30,6 @@ from openlineage_emitter.collector import refusing_url
 WARMUP = 20
 #: Broker latency of the second mock cluster: a broker in the same region, acks=all.
 RTT_MS = 2
-CLOSE_HARD_LIMIT_S = 10.0
 #: message.timeout.ms of the inline KafkaTransport row against a dead broker.
 INLINE_DOWN_TIMEOUT_MS = 1000
 
@@ -103,14 +102,6 @@ def _row(variant: str, where: str, durations: list[int], delivered: int, wall_s:
     }
 
 
-def _close(label: str, close: Callable[[], object], notes: list[str]) -> None:
-    finished, result = run_bounded(close, CLOSE_HARD_LIMIT_S, f"close-{label}")
-    if not finished:
-        notes.append(f"{label}: close() did not return within {CLOSE_HARD_LIMIT_S:g}s")
-    elif isinstance(result, Exception):
-        notes.append(f"{label}: close() raised {type(result).__name__}: {result}")
-
-
 def _threaded_burst(
     transport: ThreadedTransport,
     n: int,
@@ -158,7 +149,7 @@ def _threaded_kafka(
             transport, n, opts, delivered=lambda: kafka.messages(topic), label=label, notes=notes
         )
     finally:
-        _close(label, lambda: transport.close(5.0), notes)
+        close_bounded(label, lambda: transport.close(5.0), notes)
     return _row(label, kafka.where, durations, got, wall_s)
 
 
@@ -172,7 +163,7 @@ def _threaded_http(n: int, opts: Options, notes: list[str]) -> Row:
                 transport, n, opts, delivered=b.delivered, label=label, notes=notes
             )
         finally:
-            _close(label, lambda: transport.close(5.0), notes)
+            close_bounded(label, lambda: transport.close(5.0), notes)
         return _row(label, f"collector, {b.where}", durations, got, wall_s)
 
 
@@ -194,7 +185,7 @@ def _inline_kafka(kafka: MockKafka, n: int, opts: Options, notes: list[str], flu
         wall_s = time.monotonic() - started
         got = kafka.messages(topic) - base
     finally:
-        _close(label, lambda: inner.close(5.0), notes)
+        close_bounded(label, lambda: inner.close(5.0), notes)
     return _row(label, kafka.where, durations, got, wall_s)
 
 
@@ -217,7 +208,7 @@ def _down(n: int, opts: Options, notes: list[str], kind: str) -> Row:
         durations = time_calls(transport.emit, make_events(n), opts.deadline(20.0))
         stats = transport.stats()
     finally:
-        _close(f"{label} (down)", lambda: transport.close(0.2), notes)
+        close_bounded(f"{label} (down)", lambda: transport.close(0.2), notes)
     if stats.threads_alive > 3 or stats.delivered:
         notes.append(f"{label} (down): {stats.threads_alive} threads, {stats.delivered} delivered")
     return _row(label, "refusing connections", durations, stats.delivered, None)
@@ -236,7 +227,7 @@ def _inline_down(n: int, opts: Options, notes: list[str]) -> Row:
     try:
         durations = time_calls(inner.emit, make_events(n), opts.deadline(n * 2.0 + 5))
     finally:
-        _close(label, lambda: inner.close(0), notes)
+        close_bounded(label, lambda: inner.close(0), notes)
     return _row(label, "refusing connections", durations, 0, None)
 
 

@@ -9,6 +9,7 @@ A second pass with ``tracemalloc`` splits that into the event object and the que
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -22,11 +23,11 @@ from typing import Any
 from benchmarks._backend import backend
 from benchmarks._common import (
     Timing,
+    close_bounded,
     make_event,
     make_events,
     quiet_logging,
     rss_bytes,
-    run_bounded,
     time_calls,
     wait_until,
 )
@@ -36,7 +37,6 @@ from openlineage_emitter import EmitterSettings, ThreadedTransport
 
 QUEUE_SIZE = 10_000
 MIB = 1024 * 1024
-CLOSE_HARD_LIMIT_S = 10.0
 CHILD_TIMEOUT_S = 120.0
 
 
@@ -52,12 +52,6 @@ def _primed(url: str) -> ThreadedTransport:
     if not wait_until(lambda: transport.stats().in_flight == 1, 5.0):
         raise RuntimeError("the worker did not pick up the first event")
     return transport
-
-
-def _close(transport: ThreadedTransport, notes: list[str]) -> None:
-    finished, _ = run_bounded(lambda: transport.close(0.2), CLOSE_HARD_LIMIT_S, "close-memory")
-    if not finished:
-        notes.append(f"close() did not return within {CLOSE_HARD_LIMIT_S:g}s")
 
 
 def _traced_split(url: str, n: int, notes: list[str]) -> tuple[float, float]:
@@ -80,7 +74,7 @@ def _traced_split(url: str, n: int, notes: list[str]) -> tuple[float, float]:
             notes.append(f"tracemalloc pass: queue depth {depth}, expected {n}")
         del events
     finally:
-        _close(transport, notes)
+        close_bounded("memory", functools.partial(transport.close, 0.2), notes)
     return (built - before) / n, (queued - built) / n
 
 
@@ -161,7 +155,7 @@ def measure(opts: Options) -> Table:
             refused_ns = time_calls(transport.emit, extra, opts.deadline(10.0))
             after = transport.stats()
         finally:
-            _close(transport, notes)
+            close_bounded("memory", functools.partial(transport.close, 0.2), notes)
         closed = transport.stats()
         del transport
         gc.collect()

@@ -10,13 +10,12 @@ from openlineage.client.transport.async_http import AsyncHttpConfig, AsyncHttpTr
 from openlineage.client.transport.http import HttpConfig, HttpTransport
 
 from benchmarks._backend import Backend, backend
-from benchmarks._common import make_events, run_bounded
+from benchmarks._common import close_bounded, make_events
 from benchmarks._options import Options
 from benchmarks._table import Column, Row, Table, fmt_ratio
 from openlineage_emitter import EmitterSettings, ThreadedTransport
 
 WARMUP = 20
-CLOSE_HARD_LIMIT_S = 10.0
 
 
 def _columns() -> list[Column]:
@@ -74,14 +73,6 @@ def _emit_all(emit: Callable[[Any], object], events: list[Any], deadline: float)
     return time.perf_counter() - start, errors
 
 
-def _close(label: str, close: Callable[[], object], notes: list[str]) -> None:
-    finished, result = run_bounded(close, CLOSE_HARD_LIMIT_S, f"close-{label}")
-    if not finished:
-        notes.append(f"{label}: close() did not return within {CLOSE_HARD_LIMIT_S:g}s")
-    elif isinstance(result, Exception):
-        notes.append(f"{label}: close() raised {type(result).__name__}: {result}")
-
-
 def _measure_async_shape(
     *,
     label: str,
@@ -127,7 +118,7 @@ def _threaded(b: Backend, n: int, opts: Options, notes: list[str]) -> Row:
         )
         stats = transport.stats()
     finally:
-        _close("ThreadedTransport", lambda: transport.close(5.0), notes)
+        close_bounded("ThreadedTransport", lambda: transport.close(5.0), notes)
     if stats.latency_p50_s is not None and stats.latency_p99_s is not None:
         notes.append(
             f"ThreadedTransport: submit-to-delivered latency p50 {stats.latency_p50_s * 1e3:.0f} ms, "
@@ -179,7 +170,7 @@ def _async_http(b: Backend, n: int, opts: Options, notes: list[str]) -> Row:
         )
         stats = dict(transport.get_stats())
     finally:
-        _close("AsyncHttpTransport", lambda: transport.close(5.0), notes)
+        close_bounded("AsyncHttpTransport", lambda: transport.close(5.0), notes)
     if stats.get("failed"):
         notes.append(f"AsyncHttpTransport: {stats['failed']} events failed")
     return row
