@@ -221,3 +221,30 @@ def test_a_signal_handlers_exit_raised_while_waiting_is_not_swallowed() -> None:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+class TaskTimeout(BaseException):
+    """Like Airflow's AirflowTaskTimeout: a BaseException, so `except Exception` misses it."""
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="needs signals")
+def test_before_stopping_swallows_a_base_exception_raised_while_it_flushes(
+    fresh_process: None, hung_collector: Collector, caplog: pytest.LogCaptureFixture
+) -> None:
+    listener, _ = patched(hung_collector.url)
+    listener._execute(lambda: listener.adapter.emit("task"), "on_success", use_fork=True)
+
+    def time_out(signum: int, frame: object) -> NoReturn:
+        raise TaskTimeout("Timeout, PID: 1")
+
+    previous = signal.signal(signal.SIGALRM, time_out)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)  # fires while the flush waits for the hung backend
+        listener.before_stopping(object())  # must return: its callers guard only `except Exception`
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    [record] = [r for r in caplog.records if "flushing before stopping failed" in r.getMessage()]
+    assert record.exc_info is not None
+    assert record.exc_info[0] is TaskTimeout

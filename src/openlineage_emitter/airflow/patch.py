@@ -116,7 +116,11 @@ def _patch_listener(cls: Any) -> None:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
             process.current().flush_before_stopping()
-        except Exception:
+        except BaseException:
+            # BaseException, as the provider's own before_stopping: Airflow's SIGALRM
+            # `timeout` raises AirflowTaskTimeout (a BaseException, so that user code
+            # cannot swallow it), and every caller of this hook guards only with
+            # `except Exception`. The process is stopping anyway; it must not crash here.
             log.warning("openlineage-emitter: flushing before stopping failed", exc_info=True)
 
     def executor(self: Any) -> Any:
