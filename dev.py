@@ -52,12 +52,19 @@ UV_REQUIREMENT = "uv>=0.9,<1"
 STATSD = "statsd>=4,<5"
 AIRFLOW_MATRIX: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("3.3", ("apache-airflow==3.3.2", "apache-airflow-providers-openlineage==2.20.3", STATSD)),
-    # FastAPI >= 0.137 (newer than Airflow 3.2.2, which does not cap it) breaks its
-    # execution API ("Model 'TITerminalStatePayload' needs a discriminator field"): every
-    # task fails. Airflow 3.3.2 requires fastapi<0.137; the same cap here.
+    # Two releases newer than Airflow 3.2.2, which does not cap them, break its execution
+    # API so that every task fails: FastAPI >= 0.137 ("Model 'TITerminalStatePayload' needs
+    # a discriminator field"; Airflow 3.3.2 requires fastapi<0.137) and svcs 26 ("'State'
+    # object has no attribute 'svcs_registry'"). Capped here as Airflow's constraints would.
     (
         "3.2",
-        ("apache-airflow==3.2.2", "apache-airflow-providers-openlineage==2.17.0", "fastapi<0.137", STATSD),
+        (
+            "apache-airflow==3.2.2",
+            "apache-airflow-providers-openlineage==2.17.0",
+            "fastapi<0.137",
+            "svcs<26",
+            STATSD,
+        ),
     ),
     ("3.1", ("apache-airflow==3.1.8", "apache-airflow-providers-openlineage==2.14.0", STATSD)),
 )
