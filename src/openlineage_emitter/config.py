@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from openlineage_emitter import _validators as v
+from openlineage_emitter._secrets import masked_repr
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.retry import RetryPolicy
 from openlineage_emitter.settings import EmitterSettings, Overflow
@@ -40,7 +41,9 @@ class OpenLineageConfig:
     plugin_enabled: bool = attrs.field(
         default=True, validator=v.is_bool, metadata={"key": "emitter_plugin_enabled"}
     )
-    transport: Mapping[str, Any] | None = attrs.field(default=None, metadata={"key": "transport"})
+    transport: Mapping[str, Any] | None = attrs.field(
+        default=None, repr=masked_repr, metadata={"key": "transport"}
+    )
     emitter: EmitterSettings = attrs.field(factory=EmitterSettings)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import logging
 import os
 import stat
 import threading
@@ -26,7 +25,9 @@ import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from openlineage_emitter._secrets import masked_logger
+
+log = masked_logger(__name__)
 
 _SUFFIX = ".jsonl"
 _CLAIM = ".claim-"
