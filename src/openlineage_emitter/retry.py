@@ -248,11 +248,13 @@ def parse_retry_after(value: object) -> float | None:
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    except Exception:  # noqa: BLE001 - any header we cannot read means "no hint": back off
+        # Not only ValueError: an oversized year or hour raises OverflowError from the
+        # datetime constructor, and it must not turn a retryable 503 into a drop.
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 class BreakerState(enum.Enum):
