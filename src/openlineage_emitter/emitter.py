@@ -38,6 +38,18 @@ MIN_OVERFLOW_HELD = 1024
 #: Seconds between looks for new backlog batches (other processes may spill) while idle.
 BACKLOG_RESCAN_S = 5.0
 
+#: The longest single wait handed to ``threading``: past ``threading.TIMEOUT_MAX`` a wait
+#: raises OverflowError (and a Condition adds its own clock reading, hence the margin).
+_MAX_WAIT_S = threading.TIMEOUT_MAX / 2
+
+
+def clamp_wait_s(timeout_s: float) -> float:
+    """A caller's timeout as a wait ``threading`` accepts: any non-negative float, ``inf``
+    included (it means "until done"); negative or NaN means "do not wait"."""
+    if not timeout_s > 0:  # also NaN
+        return 0.0
+    return min(float(timeout_s), _MAX_WAIT_S)
+
 
 class Batch(Protocol):
     """Events taken from a backlog; ``done(n)``: the first ``n`` are finished with."""
@@ -198,14 +210,14 @@ class ThreadEmitter:
         return not self._queue and not self._overflow and not in_flight
 
     def flush(self, timeout_s: float) -> bool:
-        """Wait at most ``timeout_s`` for the queue to drain.
+        """Wait at most ``timeout_s`` (any non-negative float, ``inf`` included) for the queue to drain.
 
         True if it drained and nothing was lost meanwhile, i.e. everything pending at
         the call was delivered (or, with a spool, is safe on disk).
         """
         with self._lock:
             lost_before = self._lost()
-            drained = self._drained.wait_for(self._idle, max(0.0, timeout_s))
+            drained = self._drained.wait_for(self._idle, clamp_wait_s(timeout_s))
             return drained and self._lost() == lost_before
 
     def _lost(self) -> int:

@@ -86,16 +86,16 @@ class RetryPolicy:
         metadata={"key": "emitter_retry_attempts"},
     )
     initial_backoff_s: float = attrs.field(
-        default=0.5, validator=v.positive(), metadata={"key": "emitter_retry_initial_backoff"}
+        default=0.5, validator=v.seconds(), metadata={"key": "emitter_retry_initial_backoff"}
     )
     max_backoff_s: float = attrs.field(
-        default=10.0, validator=v.positive(), metadata={"key": "emitter_retry_max_backoff"}
+        default=10.0, validator=v.seconds(), metadata={"key": "emitter_retry_max_backoff"}
     )
     deadline_s: float = attrs.field(
-        default=30.0, validator=v.positive(), metadata={"key": "emitter_retry_deadline"}
+        default=30.0, validator=v.seconds(), metadata={"key": "emitter_retry_deadline"}
     )
     retry_after_max_s: float = attrs.field(
-        default=30.0, validator=v.at_least(0), metadata={"key": "emitter_retry_after_max"}
+        default=30.0, validator=v.seconds(zero_ok=True), metadata={"key": "emitter_retry_after_max"}
     )
 
     @max_backoff_s.validator

@@ -26,7 +26,7 @@ from openlineage_emitter import _validators as v
 from openlineage_emitter._backlog import SpoolBacklog
 from openlineage_emitter._kafka import KafkaDelivery, _kafka_producer_config, kafka_attempt_wait_s
 from openlineage_emitter.config import load_config
-from openlineage_emitter.emitter import ThreadEmitter
+from openlineage_emitter.emitter import ThreadEmitter, clamp_wait_s
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.metrics import Metrics
 from openlineage_emitter.settings import EmitterSettings, Overflow
@@ -233,7 +233,7 @@ class ThreadedTransport(Transport):
         if self._kafka is not None:
             # Kafka: flush the producer within what is left of the same deadline (normally
             # nothing is left in it: every event waited for its delivery report).
-            flushed = self._kafka.close(max(0.0, deadline - time.monotonic()))
+            flushed = self._kafka.close(clamp_wait_s(deadline - time.monotonic()))
             return delivered and flushed
         if delivered:
             # Only when nothing is in flight: an abandoned call may still be using it.
