@@ -474,7 +474,8 @@ BAD_VALUES = [
     ),
     pytest.param(Bad("emitter_breaker_cooldown", "0", "0.0", "a number of seconds > 0"), id="cooldown-zero"),
     pytest.param(
-        Bad("emitter_retry_after_max", "-1", "-1.0", "a number of seconds >= 0"), id="retry-after-max-negative"
+        Bad("emitter_retry_after_max", "-1", "-1.0", "a number of seconds >= 0"),
+        id="retry-after-max-negative",
     ),
     pytest.param(
         Bad("emitter_shutdown_timeout", "-0.5", "-0.5", "a number of seconds >= 0"), id="shutdown-negative"

@@ -422,9 +422,14 @@ class ThreadEmitter:
             self._replay_not_before = 0.0
             if self._publisher is not None:
                 self._publisher.timing("delivery_latency", latency_s)
-            if self._breaker.record_success() is BreakerState.CLOSED:
-                self._breaker_changed("closed")
-                log.warning("%s: backend answers again; circuit breaker closed", self._name)
+            self._backend_answered()
+
+    def _backend_answered(self, how: str = "") -> None:
+        """The backend answered (a success, or a refusal that says it is up): reset the
+        breaker, and say so if that closed it, whatever answer closed it."""
+        if self._breaker.record_success() is BreakerState.CLOSED:
+            self._breaker_changed("closed")
+            log.warning("%s: backend answers again%s; circuit breaker closed", self._name, how)
 
     def _breaker_changed(self, change: str) -> None:
         if self._publisher is not None:
@@ -444,7 +449,7 @@ class ThreadEmitter:
             with self._lock:
                 self._counters.dropped["non_retryable"] += 1
             # The backend answered (or the event itself is bad): it is not down.
-            self._breaker.record_success()
+            self._backend_answered(f" ({verdict.reason})")
             self._warn.warn(
                 f"non_retryable:{verdict.reason}",
                 "%s: event rejected and dropped (%s: %s); it will not be retried",
@@ -537,9 +542,7 @@ class ThreadEmitter:
                         self._counters.replayed += 1
                 if probing:
                     probing = False
-                    if self._breaker.record_success() is BreakerState.CLOSED:
-                        self._breaker_changed("closed")
-                        log.warning("%s: backend answers again; circuit breaker closed", self._name)
+                    self._backend_answered()
                 consumed += 1
         finally:
             if probing:  # the probe never ran (live events came first)
