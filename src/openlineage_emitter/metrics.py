@@ -30,6 +30,7 @@ COUNTERS = {
     "quarantined": "quarantined",
     "abandoned_calls": "abandoned_calls",
     "spool_evicted": "spool_evicted",
+    "late_delivered": "late_delivered",
 }
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
