@@ -294,3 +294,16 @@ def test_synchronous_emission_retries_like_the_emitter(
     transport.emit(make_event())  # returns only once delivered (or given up)
     assert [r.status for r in collector.received] == [503, 200]
     assert transport.stats().submitted == 0  # the queue was never used
+
+
+def test_sender_for_a_threaded_transport_delivers_instead_of_queueing(make_transport: MakeTransport) -> None:
+    """A one-shot sender built on a ThreadedTransport must see the backend's refusal."""
+    import requests
+
+    from openlineage_emitter.transport import sender_for
+
+    transport = make_transport(refusing_url())
+    send = sender_for(transport, transport.config.settings)
+    with pytest.raises(requests.ConnectionError):
+        send(make_event())
+    assert transport.stats().submitted == 0
