@@ -558,7 +558,10 @@ class ThreadEmitter:
 
 
 def _short(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
+    # Masked before truncating: a cut could split a secret so that the mask no longer matches it.
+    from openlineage_emitter._secrets import mask_text
+
+    text = mask_text(f"{type(exc).__name__}: {exc}")
     return text if len(text) <= 200 else text[:197] + "..."
 
 
