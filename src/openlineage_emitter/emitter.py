@@ -45,6 +45,10 @@ class Batch(Protocol):
     @property
     def events(self) -> Sequence[Any]: ...
 
+    def progress(self, consumed: int) -> None:
+        """The first ``consumed`` events are finished with: record it durably."""
+        ...
+
     def done(self, consumed: int) -> None: ...
 
 
@@ -529,6 +533,7 @@ class ThreadEmitter:
                         self._breaker_changed("closed")
                         log.warning("%s: backend answers again; circuit breaker closed", self._name)
                 consumed += 1
+                batch.progress(consumed)
         finally:
             if probing:  # the probe never ran (live events came first)
                 self._breaker.abandon_probe()
