@@ -22,14 +22,15 @@ from openlineage.client.transport.http import HttpTransport
 from openlineage.client.transport.kafka import KafkaTransport  # imports confluent_kafka lazily
 from openlineage.client.transport.transport import Config, Transport
 
-from openlineage_emitter import _validators as v
 from openlineage_emitter._backlog import SpoolBacklog
 from openlineage_emitter._kafka import KafkaDelivery, _kafka_producer_config, kafka_attempt_wait_s
+from openlineage_emitter._keys import Parse, keys_of, transport_key
 from openlineage_emitter.config import load_config
 from openlineage_emitter.emitter import ThreadEmitter
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.metrics import Metrics
-from openlineage_emitter.settings import EmitterSettings, Overflow
+from openlineage_emitter.retry import RetryPolicy
+from openlineage_emitter.settings import EmitterSettings
 from openlineage_emitter.spool import Spool
 from openlineage_emitter.stats import EmitterStats
 
@@ -47,29 +48,16 @@ NO_HTTP_RETRY: dict[str, Any] = {
     "allowed_methods": ["HEAD", "POST"],
 }
 
-_TOP_KEYS: dict[str, tuple[str, Any]] = {
-    "queue_size": ("queue_size", v.parse_int),
-    "overflow": ("overflow", lambda k, r: v.parse_enum(k, r, Overflow)),
-    "call_timeout": ("call_timeout_s", v.parse_seconds),
-    "shutdown_timeout": ("shutdown_timeout_s", v.parse_seconds),
-    "breaker_threshold": ("breaker_threshold", v.parse_int),
-    "breaker_cooldown": ("breaker_cooldown_s", v.parse_seconds),
-    "spool_dir": ("spool_dir", v.parse_optional_path),
-    "spool_max_bytes": ("spool_max_bytes", v.parse_int),
+#: ThreadedTransport's own keys, derived from EmitterSettings' fields (see ``_keys``):
+#: transport key -> (attribute, parser). ``retry`` holds the RetryPolicy's keys.
+_TOP_KEYS: dict[str, tuple[str, Parse]] = {
+    transport_key(key): (key.path[-1], key.parse) for key in keys_of(EmitterSettings) if len(key.path) == 1
 }
-_RETRY_KEYS = {
-    "attempts": ("attempts", v.parse_int),
-    "initial_backoff": ("initial_backoff_s", v.parse_seconds),
-    "max_backoff": ("max_backoff_s", v.parse_seconds),
-    "deadline": ("deadline_s", v.parse_seconds),
-    "retry_after_max": ("retry_after_max_s", v.parse_seconds),
+_RETRY_KEYS: dict[str, tuple[str, Parse]] = {
+    transport_key(key): (key.path[-1], key.parse) for key in keys_of(RetryPolicy)
 }
-
-_AS_TRANSPORT_KEY = {
-    **{f"emitter_{key}": key for key in _TOP_KEYS},
-    **{f"emitter_retry_{key}": f"retry.{key}" for key in _RETRY_KEYS if key != "retry_after_max"},
-    "emitter_retry_after_max": "retry.retry_after_max",
-}
+#: ``[openlineage]`` key -> ThreadedTransport key, to name a key the way the operator wrote it.
+_AS_TRANSPORT_KEY = {key.name: transport_key(key) for key in keys_of(EmitterSettings)}
 
 
 def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str]) -> None:
