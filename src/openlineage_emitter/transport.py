@@ -274,6 +274,8 @@ def kafka_delivery(inner: Transport, settings: EmitterSettings) -> KafkaDelivery
 
 def sender_for(inner: Transport, settings: EmitterSettings) -> Callable[[Any], object]:
     """The callable that delivers one event through ``inner`` and raises when it was not."""
+    if isinstance(inner, ThreadedTransport):
+        return inner._send  # its emit only enqueues; deliver through what it wraps
     return kafka_delivery(inner, settings) or inner.emit
 
 
