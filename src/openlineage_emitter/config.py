@@ -33,7 +33,7 @@ class OpenLineageConfig:
         default=True, validator=v.is_bool, metadata={"key": "execute_in_thread"}
     )
     execution_timeout_s: float = attrs.field(
-        default=10.0, validator=v.positive(), metadata={"key": "execution_timeout"}
+        default=10.0, validator=v.seconds(), metadata={"key": "execution_timeout"}
     )
     disabled: bool = attrs.field(default=False, validator=v.is_bool, metadata={"key": "disabled"})
     force_fork: bool = attrs.field(default=False, validator=v.is_bool, metadata={"key": "emitter_force_fork"})

@@ -8,10 +8,7 @@ OpenLineageClient(config={"transport": {
 
 from __future__ import annotations
 
-import functools
-import os
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,11 +19,12 @@ from openlineage.client.transport.kafka import KafkaTransport  # imports conflue
 from openlineage.client.transport.transport import Config, Transport
 
 from openlineage_emitter._backlog import SpoolBacklog
-from openlineage_emitter._kafka import KafkaDelivery, _kafka_producer_config, kafka_attempt_wait_s
+from openlineage_emitter._forksafe import reinit_in_child
+from openlineage_emitter._kafka import KafkaDelivery, kafka_attempt_wait_s, kafka_producer_config
 from openlineage_emitter._keys import Parse, keys_of, transport_key
 from openlineage_emitter._secrets import masked_logger, masked_repr
 from openlineage_emitter.config import load_config
-from openlineage_emitter.emitter import ThreadEmitter
+from openlineage_emitter.emitter import ThreadEmitter, clamp_wait_s
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.metrics import Metrics
 from openlineage_emitter.retry import RetryPolicy
@@ -132,7 +130,7 @@ def _inner_config(inner: Mapping[str, Any], settings: EmitterSettings) -> dict[s
                 "ThreadedTransport: the inner kafka transport's `flush: false` has no effect; "
                 "each event waits for its own delivery report"
             )
-        config["config"] = _kafka_producer_config(config["config"], settings)
+        config["config"] = kafka_producer_config(config["config"], settings)
     return config
 
 
@@ -176,7 +174,7 @@ class ThreadedTransport(Transport):
             metrics=metrics,
             metric_tags={"transport": str(self.inner.kind), **(metric_tags or {})},
         )
-        os.register_at_fork(after_in_child=functools.partial(_reset_child, weakref.ref(self)))
+        reinit_in_child(self._reset_after_fork)
 
     @classmethod
     def wrap(
@@ -201,14 +199,14 @@ class ThreadedTransport(Transport):
         An ``HttpTransport``'s own urllib3 retries are switched off here too. With
         ``metrics`` (e.g. Airflow's ``Stats``) the emitter publishes ``ol.emitter.*``.
         A ``KafkaTransport``'s producer is rebuilt on first use with ThreadedTransport's
-        producer defaults (``_kafka_producer_config``).
+        producer defaults (``kafka_producer_config``).
         """
         if isinstance(inner, HttpTransport):
             inner.config.retry = dict(NO_HTTP_RETRY)
             inner.session = None  # rebuilt on first use with the new retry settings
         if isinstance(inner, KafkaTransport):
             given = settings or load_config().emitter
-            inner.kafka_config.config = _kafka_producer_config(inner.kafka_config.config, given)
+            inner.kafka_config.config = kafka_producer_config(inner.kafka_config.config, given)
             inner.producer = None  # rebuilt by KafkaDelivery on first use
         config = ThreadedTransportConfig(
             inner={"type": inner.kind or type(inner).__name__}, settings=settings or load_config().emitter
@@ -246,7 +244,7 @@ class ThreadedTransport(Transport):
         if self._kafka is not None:
             # Kafka: flush the producer within what is left of the same deadline (normally
             # nothing is left in it: every event waited for its delivery report).
-            flushed = self._kafka.close(max(0.0, deadline - time.monotonic()))
+            flushed = self._kafka.close(clamp_wait_s(deadline - time.monotonic()))
             return delivered and flushed
         if delivered:
             # Only when nothing is in flight: an abandoned call may still be using it.
@@ -278,6 +276,8 @@ def kafka_delivery(inner: Transport, settings: EmitterSettings) -> KafkaDelivery
 
 def sender_for(inner: Transport, settings: EmitterSettings) -> Callable[[Any], object]:
     """The callable that delivers one event through ``inner`` and raises when it was not."""
+    if isinstance(inner, ThreadedTransport):
+        return inner._send  # its emit only enqueues; deliver through what it wraps
     return kafka_delivery(inner, settings) or inner.emit
 
 
@@ -316,9 +316,3 @@ def _emit_now(send: Callable[[Any], object], event: Any, settings: EmitterSettin
         settings.retry.retrying()(send, event)
     except Exception as exc:  # noqa: BLE001 - emission never raises into the caller
         log.warning("synchronous OpenLineage emission failed: %s: %s", type(exc).__name__, exc)
-
-
-def _reset_child(ref: weakref.ref[ThreadedTransport]) -> None:
-    transport = ref()
-    if transport is not None:
-        transport._reset_after_fork()
