@@ -14,7 +14,7 @@ from openlineage_emitter._client_config import NO_TRANSPORT, choose_transport, f
 from openlineage_emitter.config import load_config_with_sources
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.retry import classify
-from openlineage_emitter.spool import Spool, SpoolError
+from openlineage_emitter.spool import QuarantineError, Spool, SpoolError, UntrustedDirectoryError
 from openlineage_emitter.transport import sender_for
 
 
@@ -37,7 +37,11 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
     except CheckFailed as exc:
         return fail(console, str(exc))
 
-    spool = Spool(directory, settings.spool_max_bytes)
+    try:
+        spool = Spool(directory, settings.spool_max_bytes)
+    except UntrustedDirectoryError as exc:
+        transport.close(0)
+        return fail(console, f"refusing the spool directory: {exc}")
     spool.reclaim_orphans()
     # Kafka: a synchronous per-event delivery, so a batch is acked only once delivered.
     caller = TimedCaller(sender_for(transport, settings), max_abandoned=1, name="openlineage-emitter-replay")
@@ -62,8 +66,11 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
                 records = claim.records()
                 events = [json.loads(r) for r in records]
             except (SpoolError, ValueError) as exc:
-                claim.quarantine(str(exc)[:200])
-                failed += claim.count
+                try:
+                    claim.quarantine(str(exc)[:200])
+                    failed += claim.count
+                except QuarantineError as not_set_aside:  # left in the spool; go on with the rest
+                    fail(progress.console, str(not_set_aside))
                 progress.advance(task, claim.count)
                 continue
             done = 0
@@ -75,8 +82,11 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
                     if verdict.retryable:
                         stopped = f"backend unavailable ({verdict.reason})"
                         break
-                    spool.quarantine_records([record], verdict.reason)
-                    failed += 1
+                    try:
+                        spool.quarantine_records([record], verdict.reason)
+                        failed += 1
+                    except QuarantineError as not_set_aside:  # kept in the spool; go on with the rest
+                        fail(progress.console, str(not_set_aside))
                 else:
                     delivered += 1
                 done += 1
@@ -86,6 +96,7 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
             else:
                 claim.ack()
     _, left = spool.pending()
+    left += spool.in_place_records  # not quarantined, still in the spool
     transport.close(0)
     summary = f"delivered {delivered}, failed {failed} (quarantined), left {left}"
     console.print(
