@@ -25,14 +25,9 @@ import pytest
 from openlineage.client.serde import Serde
 
 from openlineage_emitter import EmitterSettings, RetryPolicy, ThreadedTransport
+from openlineage_emitter._safefs import UntrustedDirectoryError
 from openlineage_emitter.collector import Answer, Collector
-from openlineage_emitter.spool import (
-    READ_LIMIT_FLOOR,
-    QuarantineError,
-    Spool,
-    SpoolError,
-    UntrustedDirectoryError,
-)
+from openlineage_emitter.spool import READ_LIMIT_FLOOR, QuarantineError, Spool, SpoolError
 from tests.conftest import make_event, wait_until
 
 BIG = 10**9

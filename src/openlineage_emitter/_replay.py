@@ -11,10 +11,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from openlineage_emitter._caller import TimedCaller
 from openlineage_emitter._check import CheckFailed, build_transport
 from openlineage_emitter._client_config import NO_TRANSPORT, choose_transport, fail
+from openlineage_emitter._safefs import UntrustedDirectoryError
 from openlineage_emitter.config import load_config_with_sources
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.retry import classify
-from openlineage_emitter.spool import QuarantineError, Spool, SpoolError, UntrustedDirectoryError
+from openlineage_emitter.spool import QuarantineError, Spool, SpoolError
 from openlineage_emitter.transport import sender_for
 
 

@@ -30,9 +30,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from openlineage_emitter import _safefs
-from openlineage_emitter._safefs import UntrustedDirectoryError
-
-__all__ = ["Claim", "QuarantineError", "Spool", "SpoolError", "UntrustedDirectoryError"]
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +198,7 @@ class Spool:
 
     def _ensure_dir(self) -> None:
         # Whoever else can write here could move batches out or plant forged events:
-        # UntrustedDirectoryError (an OSError) rather than a spool nobody can vouch for.
+        # _safefs.UntrustedDirectoryError (an OSError) rather than a spool nobody can vouch for.
         _safefs.ensure_private_dir(self.directory)
 
     def _remove_stale_tmp(self) -> None:
@@ -404,7 +401,7 @@ class Spool:
 
 
 def _explain(exc: OSError) -> str:
-    if isinstance(exc, UntrustedDirectoryError) or not exc.strerror:
+    if isinstance(exc, _safefs.UntrustedDirectoryError) or not exc.strerror:
         return str(exc)
     return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
 
