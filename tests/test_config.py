@@ -17,6 +17,7 @@ import attrs
 import pytest
 
 from openlineage_emitter.config import (
+    GENERATED_SOURCE,
     KEYS,
     OpenLineageConfig,
     build_config,
@@ -111,6 +112,16 @@ def test_file_without_openlineage_section_gives_defaults(write_cfg: WriteCfg) ->
 
     assert loaded.config == OpenLineageConfig()
     assert set(loaded.sources.values()) == {"default"}
+
+
+def test_the_execute_in_thread_false_airflow_generates_in_the_file_counts_as_unset(
+    write_cfg: WriteCfg,
+) -> None:
+    path = write_cfg({"execute_in_thread": "False"})
+
+    loaded = load_config_with_sources(environ={}, config_file=path)
+
+    assert (loaded.config.execute_in_thread, loaded.sources["execute_in_thread"]) == (True, GENERATED_SOURCE)
 
 
 def test_empty_openlineage_section_gives_defaults(write_cfg: WriteCfg) -> None:
@@ -231,7 +242,8 @@ def test_unparsable_file_is_a_config_error_naming_the_file(write_cfg: WriteCfg) 
 
 # Valid text for every key and the value it must load as.
 SAMPLES: dict[str, tuple[str, Callable[[OpenLineageConfig], object], object]] = {
-    "execute_in_thread": ("false", lambda c: c.execute_in_thread, False),
+    # "no", not "false": `execute_in_thread = False` in a file is Airflow's generated line.
+    "execute_in_thread": ("no", lambda c: c.execute_in_thread, False),
     "execution_timeout": ("2.5", lambda c: c.execution_timeout_s, 2.5),
     "disabled": ("true", lambda c: c.disabled, True),
     "transport": ('{"type": "console"}', lambda c: c.transport, {"type": "console"}),

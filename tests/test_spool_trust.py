@@ -75,6 +75,17 @@ def claim_files(spool_dir: Path) -> list[str]:
     return [n for n in os.listdir(spool_dir) if ".claim-" in n]
 
 
+def kept_records(spool_dir: Path) -> list[bytes]:
+    """Every record still in the spool's batches, as a later process would read them."""
+    spool = Spool(spool_dir, BIG)
+    records: list[bytes] = []
+    while (claim := spool.claim()) is not None:
+        records += claim.records()
+        claim.release()
+        spool.left_in_place(claim.name, claim.count)  # claim each batch once
+    return records
+
+
 def replayed(spool_dir: Path, name: str) -> bool:
     """The batch ``name`` was acked (not there, not claimed) and no other claim is open."""
     return not (spool_dir / name).exists() and claim_files(spool_dir) == []
@@ -273,6 +284,43 @@ def test_a_claimed_batch_swapped_for_a_fifo_is_refused_without_blocking(spool_di
     assert "FIFO" in str(outcome[0])
 
 
+def test_a_fifo_planted_as_a_progress_file_does_not_block_replay(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    event = record(make_event())
+    spool.write([event])
+    [batch] = [p for p in spool_dir.iterdir() if p.name.endswith(".jsonl")]
+    fifo = batch.with_name(batch.name + ".progress")
+    os.mkfifo(fifo, 0o600)
+    outcome: list[Any] = []
+
+    def replay_it() -> None:
+        claim = spool.claim()
+        assert claim is not None
+        outcome.append(claim.records())
+
+    reader = threading.Thread(target=replay_it, daemon=True)
+    reader.start()
+    reader.join(5)
+    if reader.is_alive():  # unblock it before failing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("reading the progress FIFO blocked")
+    assert outcome == [[event]]  # no usable progress: the whole batch, at-least-once
+
+
+def test_replay_progress_is_never_written_through_a_symlink(spool_dir: Path, tmp_path: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    spool.write([record(make_event()), record(make_event())])
+    [batch] = [p for p in spool_dir.iterdir() if p.name.endswith(".jsonl")]
+    outside = tmp_path / "victim"
+    outside.write_bytes(b"keep me\n")
+    batch.with_name(batch.name + ".progress").symlink_to(outside)
+    claim = spool.claim()
+    assert claim is not None
+    assert len(claim.records()) == 2
+    claim.mark_done(1)
+    assert outside.read_bytes() == b"keep me\n"
+
+
 @pytest.mark.integration
 def test_cli_replay_with_a_symlink_to_dev_zero_is_bounded(
     spool_dir: Path, collector: Collector, cli_env: dict[str, str]
@@ -343,10 +391,9 @@ def test_records_that_cannot_be_quarantined_stay_in_the_spool(spool_dir: Path) -
     rejected = record(make_event())
     with pytest.raises(QuarantineError, match="left them in"):
         spool.quarantine_records([rejected], "non_retryable")
-    kept = [p for p in spool_dir.iterdir() if p.name.endswith(".jsonl")]
-    assert [p.read_bytes() for p in kept] == [rejected + b"\n"]
     assert spool.claim() is None
     assert Spool(spool_dir, BIG).pending() == (1, 1)  # a later replay tries again
+    assert kept_records(spool_dir) == [rejected]
 
 
 def test_quarantine_never_replaces_what_is_already_there(spool_dir: Path) -> None:
@@ -399,8 +446,7 @@ def test_cli_replay_keeps_a_rejected_event_it_cannot_quarantine(
     assert "cannot quarantine 1 spooled event(s)" in errors[0]
     assert "delivered 2, failed 0 (quarantined), left 1" in result.stdout
     assert claim_files(spool_dir) == []
-    kept = [json.loads(p.read_bytes()) for p in spool_dir.iterdir() if p.name.endswith(".jsonl")]
-    assert run_ids(kept) == [events[1].run.runId]
+    assert run_ids([json.loads(r) for r in kept_records(spool_dir)]) == [events[1].run.runId]
 
 
 def test_background_replay_with_a_failed_quarantine_logs_one_error_and_delivers_the_rest(

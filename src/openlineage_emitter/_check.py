@@ -17,6 +17,7 @@ from rich.table import Table
 
 from openlineage_emitter._client_config import NO_TRANSPORT, choose_transport, fail
 from openlineage_emitter._secrets import mask
+from openlineage_emitter._strategy_report import describe_task_strategy
 from openlineage_emitter.config import KEYS, load_config_with_sources
 from openlineage_emitter.emitter import _short
 from openlineage_emitter.errors import ConfigError
@@ -70,6 +71,7 @@ def run_check(console: Console, *, send: bool) -> int:
         shown = json.dumps(mask(value, secret=False)) if isinstance(value, dict) else str(value)
         table.add_row(key.name, shown, loaded.sources.get(key.name, "default"))
     console.print(table)
+    console.print(describe_task_strategy(loaded), markup=False, highlight=False, soft_wrap=True)
 
     if choice.config is None:
         return fail(console, NO_TRANSPORT)

@@ -139,7 +139,7 @@ def _airflow_values() -> dict[str, tuple[str, str]] | None:
     for name, item in section.items():
         if not (isinstance(item, tuple) and len(item) == 2) or "default" in str(item[1]):
             continue
-        if item[1] == "airflow.cfg" and _GENERATED_DEFAULTS.get(name) == str(item[0]).strip().lower():
+        if item[1] == "airflow.cfg" and _is_generated_default(name, item[0]):
             continue
         out[name] = (str(item[0]), f"airflow conf ({item[1]})")
     return out
@@ -148,6 +148,13 @@ def _airflow_values() -> dict[str, tuple[str, str]] | None:
 #: Provider defaults that differ from this package's, as Airflow writes them into a
 #: generated airflow.cfg (lower-cased).
 _GENERATED_DEFAULTS = {"execute_in_thread": "false"}
+
+#: The source of a key whose airflow.cfg value is the one Airflow generates (see above).
+GENERATED_SOURCE = "default (airflow.cfg has the value Airflow generates: treated as unset)"
+
+
+def _is_generated_default(name: str, raw: object) -> bool:
+    return _GENERATED_DEFAULTS.get(name) == str(raw).strip().lower()
 
 
 def load_config_with_sources(
@@ -168,6 +175,11 @@ def load_config_with_sources(
         elif airflow is not None and key.name in airflow:
             raw, source = airflow[key.name]
         elif key.name in file_values:
+            if _is_generated_default(key.name, file_values[key.name]):
+                # Read the file as the plugin reads it through Airflow's conf, so that
+                # `check` reports what the plugin will do.
+                sources[key.name] = GENERATED_SOURCE
+                continue
             raw, source = file_values[key.name], f"file {path}"
         else:
             sources[key.name] = "default"

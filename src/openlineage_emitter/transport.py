@@ -147,9 +147,18 @@ def _inner_config(inner: Mapping[str, Any], settings: EmitterSettings) -> dict[s
 
 
 class ThreadedTransport(Transport):
-    """Enqueue on ``emit``; deliver through the wrapped transport on one daemon thread."""
+    """Enqueue on ``emit``; deliver through the wrapped transport on one daemon thread.
 
-    kind = "threaded"
+    To code that inspects a client's transport it presents itself as the transport it
+    wraps: ``kind``, ``config`` and any other public attribute it does not define itself
+    (``url``, ``endpoint``, ``timeout``, ``transports``, ...) are the inner transport's.
+    The Airflow provider, for one, reads them to inject the transport into Spark and Glue
+    jobs and to tag its ``ol.emit.*`` metrics; a kind of its own would turn those off.
+    Its own config is :attr:`threaded_config`.
+    """
+
+    #: The ``type`` this class is known by; an instance's ``kind`` is its inner transport's.
+    kind: str | None = "threaded"
     config_class = ThreadedTransportConfig
 
     def __init__(
@@ -160,10 +169,11 @@ class ThreadedTransport(Transport):
         metrics: Metrics | None = None,
         metric_tags: Mapping[str, str] | None = None,
     ) -> None:
-        self.config = config
+        self.threaded_config = config
         self.inner: Transport = inner or get_default_factory().create(
             _inner_config(config.inner, config.settings)
         )
+        self.kind = self.inner.kind
         settings = config.settings
         self.spool = _open_spool(settings)
         self._kafka = kafka_delivery(self.inner, settings)
@@ -215,10 +225,23 @@ class ThreadedTransport(Transport):
         )
         return cls(config, inner, metrics=metrics, metric_tags=metric_tags)
 
+    @property
+    def config(self) -> Any:
+        """The inner transport's config (AttributeError if it keeps none, as it would)."""
+        return getattr(self.inner, "config")  # noqa: B009 - not every Transport keeps one
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for attributes this class does not have; private and dunder names are not
+        # delegated (copy/pickle probe those, and `inner` may not be set yet).
+        inner = self.__dict__.get("inner")
+        if inner is None or name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(inner, name)
+
     def emit(self, event: Any) -> None:
         """Queue the event; never blocks, never raises."""
         if _synchronous:
-            _emit_now(self._send, event, self.config.settings)
+            _emit_now(self._send, event, self.threaded_config.settings)
             return
         self._emitter.submit(event)
 
@@ -227,7 +250,7 @@ class ThreadedTransport(Transport):
 
     def close(self, timeout: float = -1) -> bool:
         """Drain within ``timeout`` seconds (negative: the shutdown budget); True if all delivered."""
-        budget_s = self.config.settings.shutdown_timeout_s if timeout < 0 else timeout
+        budget_s = self.threaded_config.settings.shutdown_timeout_s if timeout < 0 else timeout
         deadline = time.monotonic() + budget_s
         delivered = self._emitter.close(budget_s)
         if self._kafka is not None:
