@@ -25,6 +25,7 @@ import pytest
 from openlineage.client.serde import Serde
 
 from openlineage_emitter import EmitterSettings, RetryPolicy, ThreadedTransport
+from openlineage_emitter._records import frame_all
 from openlineage_emitter._safefs import UntrustedDirectoryError
 from openlineage_emitter.collector import Answer, Collector
 from openlineage_emitter.spool import READ_LIMIT_FLOOR, QuarantineError, Spool, SpoolError
@@ -371,6 +372,19 @@ def test_a_symlinked_quarantine_directory_is_never_written_through(spool_dir: Pa
         spool.quarantine_records([record(make_event())], "rejected")
     assert os.listdir(outside) == []
     assert (spool_dir / name).is_file()  # given back, not claimed, not lost
+
+
+def test_damaged_bytes_are_never_quarantined_through_a_symlink(spool_dir: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (spool_dir / "quarantine").symlink_to(outside)
+    intact = [record(make_event()), record(make_event())]
+    damaged = frame_all(intact[:1]) + b"damaged bytes\n" + frame_all(intact[1:])
+    (spool_dir / batch_name(1, 3)).write_bytes(damaged)
+    claim = Spool(spool_dir, BIG).claim()
+    assert claim is not None
+    assert claim.records() == intact  # the intact events still go out
+    assert os.listdir(outside) == []
 
 
 def test_a_batch_that_cannot_be_quarantined_is_given_back_and_not_claimed_again(spool_dir: Path) -> None:
