@@ -7,6 +7,7 @@ and ``AIRFLOW_CONFIG`` with ``monkeypatch``: the developer's own ``~/airflow`` n
 from __future__ import annotations
 
 import os
+import re
 import sys
 import types
 from collections.abc import Callable, Mapping
@@ -267,6 +268,39 @@ SAMPLES: dict[str, tuple[str, Callable[[OpenLineageConfig], object], object]] = 
 
 def test_samples_cover_every_key() -> None:
     assert set(SAMPLES) == {key.name for key in KEYS}
+
+
+def documented_transport_keys() -> dict[str, str]:
+    """``[openlineage]`` key -> ThreadedTransport key, as docs/configuration.md's table says."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    return {ol: tt for tt, ol in re.findall(r"^\| `([a-z_.]+)` \| `(emitter_[a-z_]+)` \|", text, re.M)}
+
+
+EMITTER_KEYS = sorted(key.name for key in KEYS if key.path[0] == "emitter")
+
+
+def test_every_emitter_setting_has_a_documented_transport_key() -> None:
+    assert sorted(documented_transport_keys()) == EMITTER_KEYS
+
+
+@pytest.mark.usefixtures("isolated_environ")
+@pytest.mark.parametrize("key", EMITTER_KEYS)
+def test_every_emitter_setting_is_reachable_from_config_and_from_transport(
+    key: str, missing_cfg: Path
+) -> None:
+    raw, get, expected = SAMPLES[key]
+    *parents, leaf = documented_transport_keys()[key].split(".")
+    params: dict[str, Any] = {"inner": INNER}
+    node = params
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = raw
+
+    from_transport = ThreadedTransportConfig.from_dict(params).settings
+    from_config = load_config(environ={env_var(key): raw}, config_file=missing_cfg).emitter
+
+    assert get(OpenLineageConfig(emitter=from_transport)) == expected
+    assert from_transport == from_config
 
 
 @pytest.mark.parametrize("key", sorted(SAMPLES))

@@ -358,3 +358,16 @@ def test_what_neither_it_nor_its_inner_transport_has_is_an_attribute_error(
     assert hasattr(transport.inner, "_auth_headers")
     with pytest.raises(AttributeError):
         _ = transport._auth_headers  # private names are never delegated
+
+
+def test_sender_for_a_threaded_transport_delivers_instead_of_queueing(make_transport: MakeTransport) -> None:
+    """A one-shot sender built on a ThreadedTransport must see the backend's refusal."""
+    import requests
+
+    from openlineage_emitter.transport import sender_for
+
+    transport = make_transport(refusing_url())
+    send = sender_for(transport, transport.threaded_config.settings)
+    with pytest.raises(requests.ConnectionError):
+        send(make_event())
+    assert transport.stats().submitted == 0

@@ -16,7 +16,6 @@ from openlineage_emitter.config import load_config_with_sources
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.retry import classify
 from openlineage_emitter.spool import QuarantineError, Spool, SpoolError
-from openlineage_emitter.transport import sender_for
 
 
 def run_replay(console: Console, spool_dir: str | None) -> int:
@@ -34,18 +33,21 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
     if choice.config is None:
         return fail(console, NO_TRANSPORT)
     try:
-        transport = build_transport(choice.config, settings)
+        sender = build_transport(choice.config, settings)
     except CheckFailed as exc:
         return fail(console, str(exc))
 
     try:
         spool = Spool(directory, settings.spool_max_bytes)
     except UntrustedDirectoryError as exc:
-        transport.close(0)
+        sender.transport.close(0)
         return fail(console, f"refusing the spool directory: {exc}")
     spool.reclaim_orphans()
-    # Kafka: a synchronous per-event delivery, so a batch is acked only once delivered.
-    caller = TimedCaller(sender_for(transport, settings), max_abandoned=1, name="openlineage-emitter-replay")
+    # Synchronous per-event delivery (never an enqueue), so a batch is acked only once
+    # the backend answered for every record; with the sender's settings, which are a
+    # configured ThreadedTransport's own.
+    settings = sender.settings
+    caller = TimedCaller(sender.send, max_abandoned=1, name="openlineage-emitter-replay")
     retrying = settings.retry.retrying()
     _, total = spool.pending()
     delivered = failed = 0
@@ -99,7 +101,7 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
                 claim.ack()
     _, left = spool.pending()
     left += spool.in_place_records  # not quarantined, still in the spool
-    transport.close(0)
+    sender.transport.close(0)
     summary = f"delivered {delivered}, failed {failed} (quarantined), left {left}"
     console.print(
         f"{summary}; stopped: {stopped}" if stopped else summary,

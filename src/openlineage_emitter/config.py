@@ -11,18 +11,17 @@ from __future__ import annotations
 import configparser
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from openlineage_emitter import _validators as v
+from openlineage_emitter._keys import SECTION, Key, keys_of
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.retry import RetryPolicy
-from openlineage_emitter.settings import EmitterSettings, Overflow
-
-SECTION = "openlineage"
+from openlineage_emitter.settings import EmitterSettings
 
 
 @attrs.frozen
@@ -40,49 +39,14 @@ class OpenLineageConfig:
     plugin_enabled: bool = attrs.field(
         default=True, validator=v.is_bool, metadata={"key": "emitter_plugin_enabled"}
     )
-    transport: Mapping[str, Any] | None = attrs.field(default=None, metadata={"key": "transport"})
+    transport: Mapping[str, Any] | None = attrs.field(
+        default=None, metadata={"key": "transport", "secret": True}
+    )
     emitter: EmitterSettings = attrs.field(factory=EmitterSettings)
 
 
-@attrs.frozen
-class Key:
-    """One ``[openlineage]`` key: where it lands in the config and how its text is parsed."""
-
-    name: str
-    path: tuple[str, ...]
-    parse: Callable[[str, object], Any]
-    secret: bool = False
-
-    @property
-    def env_var(self) -> str:
-        return f"AIRFLOW__{SECTION.upper()}__{self.name.upper()}"
-
-
-def _overflow(key: str, raw: object) -> Overflow:
-    return v.parse_enum(key, raw, Overflow)
-
-
-KEYS: tuple[Key, ...] = (
-    Key("execute_in_thread", ("execute_in_thread",), v.parse_bool),
-    Key("execution_timeout", ("execution_timeout_s",), v.parse_seconds),
-    Key("disabled", ("disabled",), v.parse_bool),
-    Key("transport", ("transport",), v.parse_json_object, secret=True),
-    Key("emitter_queue_size", ("emitter", "queue_size"), v.parse_int),
-    Key("emitter_overflow", ("emitter", "overflow"), _overflow),
-    Key("emitter_call_timeout", ("emitter", "call_timeout_s"), v.parse_seconds),
-    Key("emitter_retry_attempts", ("emitter", "retry", "attempts"), v.parse_int),
-    Key("emitter_retry_initial_backoff", ("emitter", "retry", "initial_backoff_s"), v.parse_seconds),
-    Key("emitter_retry_max_backoff", ("emitter", "retry", "max_backoff_s"), v.parse_seconds),
-    Key("emitter_retry_deadline", ("emitter", "retry", "deadline_s"), v.parse_seconds),
-    Key("emitter_retry_after_max", ("emitter", "retry", "retry_after_max_s"), v.parse_seconds),
-    Key("emitter_breaker_threshold", ("emitter", "breaker_threshold"), v.parse_int),
-    Key("emitter_breaker_cooldown", ("emitter", "breaker_cooldown_s"), v.parse_seconds),
-    Key("emitter_shutdown_timeout", ("emitter", "shutdown_timeout_s"), v.parse_seconds),
-    Key("emitter_spool_dir", ("emitter", "spool_dir"), v.parse_optional_path),
-    Key("emitter_spool_max_bytes", ("emitter", "spool_max_bytes"), v.parse_int),
-    Key("emitter_force_fork", ("force_fork",), v.parse_bool),
-    Key("emitter_plugin_enabled", ("plugin_enabled",), v.parse_bool),
-)
+#: Every key, derived from the fields of OpenLineageConfig (see ``_keys``): declared once.
+KEYS: tuple[Key, ...] = tuple(keys_of(OpenLineageConfig))
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 
 

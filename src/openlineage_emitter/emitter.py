@@ -10,9 +10,7 @@ what cannot be delivered is spilled instead of dropped and replayed when idle.
 from __future__ import annotations
 
 import atexit
-import functools
 import logging
-import os
 import threading
 import time
 import weakref
@@ -21,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from openlineage_emitter._caller import TimedCaller
+from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter._ratelimit import RateLimitedLog
 from openlineage_emitter.metrics import Metrics, Publisher
 from openlineage_emitter.retry import BreakerState, CircuitBreaker, classify
@@ -102,7 +101,7 @@ class ThreadEmitter:
         # Fork safety: the child must not inherit queued events (they would be sent
         # twice), nor locks another thread held at fork time, nor a worker that does
         # not exist in it. It gets fresh state; the worker starts on first submit.
-        os.register_at_fork(after_in_child=functools.partial(_reinit_child, weakref.ref(self)))
+        reinit_in_child(self._reinit_after_fork)
 
     def _init_state(self) -> None:
         self._lock = threading.Lock()
@@ -574,9 +573,3 @@ def _close_at_exit(ref: weakref.ref[ThreadEmitter]) -> None:
     emitter = ref()
     if emitter is not None:
         emitter.close()
-
-
-def _reinit_child(ref: weakref.ref[ThreadEmitter]) -> None:
-    emitter = ref()
-    if emitter is not None:
-        emitter._reinit_after_fork()

@@ -59,6 +59,15 @@ KAFKA_RETRYABLE_CODES = frozenset(
 )
 
 
+#: librdkafka's fatal error code (``KafkaError._FATAL``): the producer is unusable for good.
+KAFKA_FATAL_CODE = -150
+
+
+def kafka_error_is_fatal(error: Any) -> bool:
+    """Whether a ``confluent_kafka.KafkaError`` leaves its producer unusable."""
+    return bool(error.fatal() or error.code() == KAFKA_FATAL_CODE)
+
+
 class CallTimeout(TimeoutError):
     """The inner transport did not return within the per-call timeout; the call was abandoned."""
 
@@ -230,7 +239,7 @@ def _kafka_verdict(err: BaseException) -> Verdict | None:
     if not isinstance(error, kafka.KafkaError):
         return Verdict(False, "kafka_error")
     name = str(error.name()).lstrip("_").lower()
-    if error.fatal() or error.code() == -150:  # _FATAL: the producer is unusable for good
+    if kafka_error_is_fatal(error):
         return Verdict(False, f"kafka_fatal_{name}")
     if error.retriable() or error.code() in KAFKA_RETRYABLE_CODES:
         return Verdict(True, f"kafka_{name}")

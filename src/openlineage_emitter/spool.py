@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import itertools
 import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
 from openlineage_emitter import _safefs
+from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter._owner import current_owner, owner_is_dead
 from openlineage_emitter._records import frame, frame_all, parse_records
 
@@ -267,7 +266,7 @@ class Spool:
         self._ensure_dir()
         self._remove_stale_tmp()
         self._rescan_and_evict(keep=None)
-        os.register_at_fork(after_in_child=functools.partial(_reinit_child, weakref.ref(self)))
+        reinit_in_child(self._after_fork)
 
     def _after_fork(self) -> None:
         # A lock held by another thread at fork time would never be released in the child.
@@ -553,9 +552,3 @@ def _explain(exc: OSError) -> str:
     if isinstance(exc, _safefs.UntrustedDirectoryError) or not exc.strerror:
         return str(exc)
     return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
-
-
-def _reinit_child(ref: weakref.ref[Spool]) -> None:
-    spool = ref()
-    if spool is not None:
-        spool._after_fork()
