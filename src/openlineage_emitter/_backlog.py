@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 from openlineage.client.serde import Serde
 
+from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter.spool import Claim, QuarantineError, Spool, SpoolError
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 
 class _SpoolBatch:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
-import logging
 import os
 import threading
 import time
@@ -34,8 +33,9 @@ from openlineage_emitter import _safefs
 from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter._owner import current_owner, owner_is_dead
 from openlineage_emitter._records import frame, frame_all, parse_records
+from openlineage_emitter._secrets import masked_logger
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 _SUFFIX = ".jsonl"
 _CLAIM = ".claim-"
