@@ -23,12 +23,13 @@ import tenacity
 from openlineage_emitter._caller import TimedCaller
 from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter._ratelimit import RateLimitedLog
+from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter.metrics import Metrics, Publisher
 from openlineage_emitter.retry import BreakerState, CircuitBreaker, classify
 from openlineage_emitter.settings import MAX_ABANDONED_CALLS, EmitterSettings, Overflow
 from openlineage_emitter.stats import Counters, EmitterStats
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 _Item = tuple[Any, float]  # (event, monotonic submit time)
 
