@@ -240,11 +240,16 @@ class ThreadedTransport(Transport):
     def flush(self, timeout_s: float) -> bool:
         return self._emitter.flush(timeout_s)
 
-    def close(self, timeout: float = -1) -> bool:
-        """Drain within ``timeout`` seconds (negative: the shutdown budget); True if all delivered."""
+    def close(
+        self, timeout: float = -1, *, budget_key: str = "emitter_shutdown_timeout", budget_note: str = ""
+    ) -> bool:
+        """Drain within ``timeout`` seconds (negative: the shutdown budget); True if all delivered.
+
+        ``budget_key``/``budget_note``: see ``ThreadEmitter.close`` (the key the warning
+        names, and why the budget was short)."""
         budget_s = self.threaded_config.settings.shutdown_timeout_s if timeout < 0 else timeout
         deadline = time.monotonic() + budget_s
-        delivered = self._emitter.close(budget_s)
+        delivered = self._emitter.close(budget_s, budget_key=budget_key, budget_note=budget_note)
         if self._kafka is not None:
             # Kafka: flush the producer within what is left of the same deadline (normally
             # nothing is left in it: every event waited for its delivery report).
