@@ -77,9 +77,22 @@ def test_harmless_query_parameters_stay_readable() -> None:
 
 
 def test_a_bearer_token_is_masked() -> None:
-    assert mask_text(f"header Authorization: Bearer {SECRET}.abc= rejected") == (
-        "header Authorization: Bearer *** rejected"
-    )
+    assert mask_text(f"sent Bearer {SECRET}.abc= and was rejected") == "sent Bearer *** and was rejected"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"{{'type': 'api_key', 'apiKey': '{SECRET}'}}", "{'type': 'api_key', 'apiKey': '***'}"),
+        (f'{{"password": "{SECRET}", "user": "u"}}', '{"password": "***", "user": "u"}'),
+        (f"X-Api-Key: {SECRET}, Accept: */*", "X-Api-Key: ***, Accept: */*"),
+        (f"Authorization: Basic {SECRET}", "Authorization: ***"),
+        (f"sasl.password={SECRET} next", "sasl.password=*** next"),
+    ],
+    ids=["dict-repr", "json", "header", "authorization", "keyword"],
+)
+def test_credential_name_value_pairs_are_masked(text: str, expected: str) -> None:
+    assert mask_text(text) == expected
 
 
 def test_text_without_credentials_is_returned_unchanged() -> None:

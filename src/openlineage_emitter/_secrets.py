@@ -27,10 +27,19 @@ _SECRET_PARAM = re.compile(
 # ``Bearer abc.def`` as an HTTP client may quote an Authorization header (``Basic`` is left alone:
 # it is an ordinary English word, and ``basic auth`` must stay readable).
 _AUTH_SCHEME = re.compile(r"\b(?P<scheme>bearer)\s+[A-Za-z0-9._~+/\-]+=*", re.I)
+# ``apiKey: x``, ``'password': 'x'``, ``X-Api-Key=x``, ``Authorization: Basic x``: a credential as a
+# header, a dict repr or a keyword argument quotes it. The name list is narrower than for query
+# parameters: free text says ``key`` and ``code`` in ordinary sentences.
+_SECRET_PAIR = re.compile(
+    r"(?P<name>\b[\w\-]*(?:api[_\-]?key|token|secret|passw(?:or)?d|authorization|cookie)[\w\-]*"
+    r"['\"]?\s*[:=]\s*['\"]?)(?P<value>(?:(?:bearer|basic|token)\s+)?[^'\"\s,;&}]+)",
+    re.I,
+)
 
 
 def mask_text(text: str) -> str:
-    """``text`` with URL user-info, credential query parameters and bearer tokens replaced by ``***``.
+    """``text`` with URL user-info, credential query parameters, ``name: value`` pairs of credential
+    names and bearer tokens replaced by ``***``.
 
     For free text (exception messages, log lines, URLs): ``http://u:pw@h/p?api_key=k&x=1`` becomes
     ``http://***@h/p?api_key=***&x=1``.
@@ -41,7 +50,10 @@ def mask_text(text: str) -> str:
         text = _USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
     if "=" in text:
         text = _SECRET_PARAM.sub(lambda m: f"{m['name']}{MASK}" if m["value"] else m[0], text)
-    return _AUTH_SCHEME.sub(lambda m: f"{m['scheme']} {MASK}", text)
+    text = _AUTH_SCHEME.sub(lambda m: f"{m['scheme']} {MASK}", text)
+    if ":" in text or "=" in text:
+        text = _SECRET_PAIR.sub(lambda m: f"{m['name']}{MASK}", text)
+    return text
 
 
 def mask(value: Any, *, secret: bool = False) -> Any:
