@@ -112,6 +112,71 @@ def test_check_falls_back_to_openlineage_url(env: dict[str, str], collector: Col
     assert "env OPENLINEAGE_URL" in result.stdout
 
 
+#: The [openlineage] section of the airflow.cfg that Airflow 3.3.2 (provider 2.20.3) generates.
+GENERATED_OPENLINEAGE_SECTION = """
+[openlineage]
+config_conn_id =
+config_path =
+custom_run_facets =
+dag_state_change_process_pool_size = 1
+debug_mode = False
+disable_source_code = False
+disabled = False
+disabled_for_operators =
+emission_policy = []
+execution_timeout = 10
+execute_in_thread = False
+include_full_task_info = False
+selective_enable = False
+spark_inject_parent_job_info = False
+spark_inject_transport_info = False
+transport =
+"""
+
+
+def strategy_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return next(line for line in result.stdout.splitlines() if line.startswith("task strategy:"))
+
+
+def test_check_shows_the_thread_strategy_with_airflows_generated_airflow_cfg(
+    env: dict[str, str], collector: Collector
+) -> None:
+    Path(env["AIRFLOW_CONFIG"]).write_text(GENERATED_OPENLINEAGE_SECTION)
+    env["OPENLINEAGE_URL"] = collector.url
+
+    line = strategy_line(cli(env, "check"))
+
+    assert line == (
+        "task strategy: thread (execute_in_thread = False in airflow.cfg is the value Airflow "
+        "generates, treated as unset; set AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD=False to choose fork)"
+    )
+
+
+def test_check_shows_the_fork_strategy_chosen_by_the_environment(
+    env: dict[str, str], collector: Collector
+) -> None:
+    Path(env["AIRFLOW_CONFIG"]).write_text(GENERATED_OPENLINEAGE_SECTION)
+    env.update(OPENLINEAGE_URL=collector.url, AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD="False")
+
+    line = strategy_line(cli(env, "check"))
+
+    assert line.startswith(
+        "task strategy: fork (execute_in_thread = False from env AIRFLOW__OPENLINEAGE__EXECUTE_IN_THREAD)"
+    )
+
+
+def test_check_shows_the_providers_own_path_when_the_plugin_is_switched_off(
+    env: dict[str, str], collector: Collector
+) -> None:
+    Path(env["AIRFLOW_CONFIG"]).write_text(GENERATED_OPENLINEAGE_SECTION + "emitter_plugin_enabled = False\n")
+    env["OPENLINEAGE_URL"] = collector.url
+
+    line = strategy_line(cli(env, "check"))
+
+    assert line.startswith("task strategy: the provider's own, the plugin does not attach")
+
+
 def test_check_send_reports_latency_and_answer(
     env: dict[str, str], collector: Collector, validate_event: Callable[[Any], None]
 ) -> None:

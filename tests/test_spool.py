@@ -7,6 +7,7 @@ meet it yet; each names the bug. They turn into failures (XPASS) once it is fixe
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import select
@@ -25,8 +26,10 @@ from openlineage.client.serde import Serde
 
 from openlineage_emitter import BreakerState, EmitterSettings, RetryPolicy, ThreadedTransport
 from openlineage_emitter._backlog import SpoolBacklog
+from openlineage_emitter._owner import current_owner, host_token, process_start
+from openlineage_emitter._records import frame, parse_records
 from openlineage_emitter.collector import Answer, Collector, refusing_url
-from openlineage_emitter.spool import Spool
+from openlineage_emitter.spool import CLAIM_LEASE_S, Spool
 from tests.conftest import make_event, wait_until
 from tests.spool_helpers.scenarios import READY, RESULT, spool_is_empty
 
@@ -55,7 +58,7 @@ def spooled_run_ids(directory: Path) -> list[str]:
     ids = []
     for path in directory.iterdir():
         if ".jsonl" in path.name and path.is_file():
-            ids += [json.loads(line)["run"]["runId"] for line in path.read_bytes().splitlines() if line]
+            ids += [json.loads(r)["run"]["runId"] for r in parse_records(path.read_bytes()).records]
     return sorted(ids)
 
 
@@ -272,13 +275,77 @@ def test_a_temporary_file_is_never_claimed(spool_dir: Path) -> None:
     assert spool.pending() == (0, 0)
 
 
+def half_writes(monkeypatch: pytest.MonkeyPatch, *, then_full_after: int | None = None) -> None:
+    """``os.write`` writes at most half of what it is given, as on a nearly full disk; with
+    ``then_full_after``, it raises ENOSPC once that many calls were made."""
+    real_write = os.write
+    calls = 0
+
+    def half(fd: int, data: Any) -> int:
+        nonlocal calls
+        calls += 1
+        if then_full_after is not None and calls > then_full_after:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        view = memoryview(data)
+        return real_write(fd, view[: max(1, len(view) // 2)])
+
+    monkeypatch.setattr(os, "write", half)
+
+
+def test_a_short_write_is_continued_until_the_batch_is_whole(
+    spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(spool_dir, BIG)
+    records = [b'{"i": %d}' % i for i in range(50)]
+    half_writes(monkeypatch)
+    assert spool.write(records)
+    monkeypatch.undo()
+    [batch] = batches(spool_dir)
+    parsed = parse_records(batch.read_bytes())
+    assert (parsed.records, parsed.damaged) == (records, [])
+    assert spool.written == 50
+
+
+def test_a_disk_that_fills_up_mid_batch_fails_the_write_and_leaves_nothing(
+    spool_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(spool_dir, BIG)
+    half_writes(monkeypatch, then_full_after=3)
+    assert spool.write([b'{"i": %d}' % i for i in range(50)]) is False
+    monkeypatch.undo()
+    assert entries(spool_dir) == []
+    assert spool.written == 0
+
+
+def test_events_spooled_while_the_disk_writes_short_are_all_on_disk_intact(
+    spool_dir: Path, make_transport: MakeTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport = make_transport(refusing_url(), spool_dir)
+    half_writes(monkeypatch)
+    ids = spool_an_outage(transport, 300)
+    monkeypatch.undo()
+    assert spooled_run_ids(spool_dir) == sorted(ids)
+
+
+def test_events_are_counted_dropped_not_spooled_when_the_disk_is_full(
+    spool_dir: Path, make_transport: MakeTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport = make_transport(refusing_url(), spool_dir, breaker_threshold=0)
+    half_writes(monkeypatch, then_full_after=0)
+    emit_all(transport, 5)
+    assert wait_until(lambda: transport.stats().dropped_total == 5), transport.stats()
+    monkeypatch.undo()
+    assert transport.stats().spooled == 0
+    assert entries(spool_dir) == []
+
+
 # -- Spool: size bound ---------------------------------------------------------------------
 
 
 def test_writing_past_max_bytes_evicts_the_oldest_batches_and_counts_their_records(
     spool_dir: Path,
 ) -> None:
-    line = 99  # each record is 100 bytes on disk with its newline
+    line = 100 - len(frame(b""))  # each record is 100 bytes on disk with its frame
     spool = Spool(spool_dir, max_bytes=450)
 
     def batch(tag: str, count: int) -> list[bytes]:
@@ -286,7 +353,7 @@ def test_writing_past_max_bytes_evicts_the_oldest_batches_and_counts_their_recor
 
     for tag, count in [("a", 1), ("b", 2), ("c", 3), ("d", 1)]:  # 100, 200, 300, 100 bytes
         assert spool.write(batch(tag, count))
-    kept = [p.read_bytes()[:1] for p in batches(spool_dir)]
+    kept = [parse_records(p.read_bytes()).records[0][:1] for p in batches(spool_dir)]
     assert kept == [b"c", b"d"]  # the newest, 400 bytes <= 450
     assert spool.evicted == 3  # a (1) and b (2)
     assert spool.written == 7
@@ -310,7 +377,7 @@ def test_a_claim_renames_the_batch_to_a_claim_of_this_process(spool_dir: Path) -
     claim = spool.claim()
     assert claim is not None
     assert claim.name == batch.name
-    assert entries(spool_dir) == [f"{batch.name}.claim-{os.getpid()}"]
+    assert entries(spool_dir) == [f"{batch.name}.claim-{current_owner()}"]
     assert spool.pending() == (0, 0)
 
 
@@ -379,17 +446,18 @@ def test_ack_removes_the_batch(spool_dir: Path) -> None:
     assert spool.claim() is None
 
 
-def test_keep_from_keeps_only_the_records_not_yet_delivered(spool_dir: Path) -> None:
+def test_keep_from_gives_back_only_the_records_not_yet_delivered(spool_dir: Path) -> None:
     spool = Spool(spool_dir, BIG)
     spool.write([b'{"i": 0}', b'{"i": 1}', b'{"i": 2}', b'{"i": 3}'])
     claim = spool.claim()
     assert claim is not None
     claim.keep_from(claim.records(), 2)
-    [rest] = batches(spool_dir)
-    assert rest.read_bytes() == b'{"i": 2}\n{"i": 3}\n'
-    assert rest.name.endswith("-2.jsonl")  # the record count in the name follows
-    assert spool.written == 4  # a rewrite is not a new spill
     assert not [n for n in entries(spool_dir) if ".claim-" in n]
+    assert spool.pending() == (1, 2)
+    again = spool.claim()
+    assert again is not None
+    assert again.records() == [b'{"i": 2}', b'{"i": 3}']
+    assert spool.written == 4  # giving back is not a new spill
 
 
 def test_keep_from_keeps_the_rest_ahead_of_newer_batches(spool_dir: Path) -> None:
@@ -431,6 +499,175 @@ def test_keep_from_that_cannot_write_the_rest_loses_nothing(
     assert b'{"i": 1}' in left
 
 
+# -- Spool: durable replay progress -----------------------------------------------------------
+
+
+def age(path: Path, seconds: float) -> None:
+    """Set a file's mtime ``seconds`` into the past (the lease runs on mtimes)."""
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def take_over(spool_dir: Path) -> list[bytes]:
+    """What another process gets once the current claim's lease ran out."""
+    for path in spool_dir.iterdir():
+        if path.is_file():
+            age(path, 2 * CLAIM_LEASE_S)
+    other = Spool(spool_dir, BIG)
+    assert other.reclaim_orphans() == 1
+    claim = other.claim()
+    assert claim is not None
+    return claim.records()
+
+
+def test_a_claim_taken_over_resumes_after_the_last_record_marked_done(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    spool.write([b'{"i": %d}' % i for i in range(5)])
+    claim = spool.claim()
+    assert claim is not None
+    claim.records()
+    claim.mark_done(3)  # then the owner vanishes without a word, as under SIGKILL
+    assert take_over(spool_dir) == [b'{"i": 3}', b'{"i": 4}']
+
+
+def test_a_torn_progress_entry_falls_back_to_the_one_before(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    spool.write([b'{"i": %d}' % i for i in range(5)])
+    claim = spool.claim()
+    assert claim is not None
+    claim.records()
+    claim.mark_done(2)
+    [progress] = [p for p in spool_dir.iterdir() if p.name.endswith(".progress")]
+    with progress.open("ab") as f:
+        f.write(frame(b"999 3")[:9])  # killed in the middle of the next entry
+    assert take_over(spool_dir) == [b'{"i": 2}', b'{"i": 3}', b'{"i": 4}']
+
+
+def test_progress_never_moves_backwards(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    spool.write([b'{"i": %d}' % i for i in range(5)])
+    claim = spool.claim()
+    assert claim is not None
+    claim.records()
+    claim.mark_done(4)
+    [progress] = [p for p in spool_dir.iterdir() if p.name.endswith(".progress")]
+    with progress.open("ab") as f:
+        f.write(frame(b"1 1"))  # a late write by a former owner whose lease ran out
+    assert take_over(spool_dir) == [b'{"i": 4}']
+
+
+def test_ack_removes_the_batch_and_its_progress(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    spool.write([b'{"i": 0}', b'{"i": 1}'])
+    claim = spool.claim()
+    assert claim is not None
+    claim.records()
+    claim.mark_done(1)
+    claim.ack()
+    assert entries(spool_dir) == []
+
+
+def test_a_progress_file_left_without_its_batch_is_removed_after_the_lease(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG)
+    stray = spool_dir / f"{1:020d}-1-00000000-2.jsonl.progress"
+    stray.write_bytes(frame(b"10 1"))
+    spool.reclaim_orphans()
+    assert stray.exists()  # a replayer may still be writing it
+    age(stray, 2 * CLAIM_LEASE_S)
+    spool.reclaim_orphans()
+    assert not stray.exists()
+
+
+# -- Spool: claim owners and leases --------------------------------------------------------
+
+
+@pytest.fixture
+def live_process() -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    yield proc
+    assert proc.stdin is not None
+    proc.stdin.close()
+    proc.wait(10)
+
+
+def held_by(spool_dir: Path, owner: str) -> Path:
+    """Write one batch and make it a claim of ``owner``."""
+    Spool(spool_dir, BIG).write([b'{"a": 1}'])
+    [batch] = batches(spool_dir)
+    held = batch.with_name(f"{batch.name}.claim-{owner}")
+    os.replace(batch, held)
+    return held
+
+
+@pytest.mark.integration
+def test_a_claim_held_by_a_reused_pid_is_reclaimed(
+    spool_dir: Path, live_process: subprocess.Popen[bytes]
+) -> None:
+    start = process_start(live_process.pid)
+    assert start is not None
+    # The PID is alive, but it started at another time: not the process that claimed.
+    held_by(spool_dir, f"{live_process.pid}.{int(start) - 1}.{host_token()}")
+    assert Spool(spool_dir, BIG).reclaim_orphans() == 1
+    assert len(batches(spool_dir)) == 1
+
+
+@pytest.mark.integration
+def test_a_claim_held_by_a_live_owner_is_kept_within_its_lease(
+    spool_dir: Path, live_process: subprocess.Popen[bytes]
+) -> None:
+    held = held_by(spool_dir, f"{live_process.pid}.{process_start(live_process.pid)}.{host_token()}")
+    assert Spool(spool_dir, BIG).reclaim_orphans() == 0
+    assert entries(spool_dir) == [held.name]
+
+
+@pytest.mark.integration
+def test_a_claim_held_by_a_live_owner_is_reclaimed_once_its_lease_runs_out(
+    spool_dir: Path, live_process: subprocess.Popen[bytes]
+) -> None:
+    held = held_by(spool_dir, f"{live_process.pid}.{process_start(live_process.pid)}.{host_token()}")
+    age(held, CLAIM_LEASE_S + 5)
+    assert Spool(spool_dir, BIG).reclaim_orphans() == 1
+    assert len(batches(spool_dir)) == 1
+
+
+def test_a_claim_from_another_host_is_kept_until_its_lease_runs_out(spool_dir: Path) -> None:
+    held = held_by(spool_dir, "1.12345.other-container_4026531836")
+    spool = Spool(spool_dir, BIG, lease_s=60)
+    assert spool.reclaim_orphans() == 0  # PID 1 here says nothing about PID 1 there
+    age(held, 61)
+    assert spool.reclaim_orphans() == 1
+
+
+def test_replay_progress_renews_the_lease(spool_dir: Path) -> None:
+    spool = Spool(spool_dir, BIG, lease_s=60)
+    spool.write([b'{"i": 0}', b'{"i": 1}'])
+    claim = spool.claim()
+    assert claim is not None
+    claim.records()
+    [held] = [p for p in spool_dir.iterdir() if ".claim-" in p.name]
+    age(held, 120)  # claimed long ago ...
+    claim.mark_done(1)  # ... but still making progress
+    assert Spool(spool_dir, BIG, lease_s=60).reclaim_orphans() == 0
+
+
+@pytest.mark.integration
+def test_a_claim_is_kept_while_its_process_lives_and_reclaimed_once_it_is_killed(
+    spool_dir: Path, scenarios: list[Scenario]
+) -> None:
+    Spool(spool_dir, BIG).write([b'{"a": 1}'])
+    holder = Scenario("claim-and-hold", str(spool_dir))
+    scenarios.append(holder)
+    holder.wait_ready()
+    spool = Spool(spool_dir, BIG)
+    assert spool.reclaim_orphans() == 0
+    assert spool.claim() is None
+    holder.kill()
+    assert spool.reclaim_orphans() == 1
+    claim = spool.claim()
+    assert claim is not None
+    assert claim.records() == [b'{"a": 1}']
+
+
 @pytest.mark.integration
 def test_a_claim_whose_owner_is_dead_is_reclaimed(spool_dir: Path) -> None:
     spool = Spool(spool_dir, BIG)
@@ -442,11 +679,11 @@ def test_a_claim_whose_owner_is_dead_is_reclaimed(spool_dir: Path) -> None:
     assert claim is not None
     assert claim.name == batch.name
     assert claim.records() == [b'{"a": 1}']
-    assert entries(spool_dir) == [f"{batch.name}.claim-{os.getpid()}"]
+    assert entries(spool_dir) == [f"{batch.name}.claim-{current_owner()}"]
 
 
 @pytest.mark.integration
-def test_a_claim_whose_owner_is_alive_is_not_reclaimed(spool_dir: Path) -> None:
+def test_an_old_format_claim_whose_owner_is_alive_is_not_reclaimed(spool_dir: Path) -> None:
     spool = Spool(spool_dir, BIG)
     spool.write([b'{"a": 1}'])
     [batch] = batches(spool_dir)
@@ -515,6 +752,31 @@ def test_a_corrupt_batch_is_quarantined_and_take_goes_on_to_the_next(spool_dir: 
     assert backlog.take() is None  # never returned again
     assert entries(spool_dir) == []
     assert backlog.counts() == (2, 0)
+
+
+def test_a_batch_corrupted_in_the_middle_delivers_every_intact_event_and_quarantines_only_the_damage(
+    spool_dir: Path, collector: Collector, make_transport: MakeTransport
+) -> None:
+    events = [make_event(job="spooled") for _ in range(20)]
+    assert Spool(spool_dir, BIG).write([record(e) for e in events])
+    [batch] = batches(spool_dir)
+    starts = [0]
+    for event in events:
+        starts.append(starts[-1] + len(frame(record(event))))
+    data = bytearray(batch.read_bytes())
+    data[starts[7] + 40 : starts[9] + 20] = b"#" * (starts[9] + 20 - starts[7] - 40)  # hits 7, 8 and 9
+    batch.write_bytes(bytes(data))
+
+    transport = make_transport(collector.url, spool_dir)
+    [live] = emit_all(transport, 1, job="live")
+    assert collector.wait_for(18, timeout_s=5)
+    assert wait_until(lambda: entries(spool_dir) == [])
+    intact = [e.run.runId for i, e in enumerate(events) if i not in (7, 8, 9)]
+    assert sorted(run_ids(collector.events)) == sorted([live, *intact])
+    assert (spool_dir / "quarantine" / f"{batch.name}.damaged").read_bytes() == bytes(
+        data[starts[7] : starts[10]]
+    )
+    assert transport.stats().quarantined == 3
 
 
 def test_a_batch_of_json_that_is_not_events_is_quarantined(spool_dir: Path) -> None:
@@ -706,7 +968,7 @@ def test_a_spooled_event_the_backend_rejects_on_replay_is_quarantined_not_delete
 
 
 def test_stats_count_events_evicted_by_the_size_bound(spool_dir: Path, make_transport: MakeTransport) -> None:
-    size = len(record(make_event())) + 1
+    size = len(frame(record(make_event())))
     transport = make_transport(
         refusing_url(), spool_dir, breaker_threshold=0, spool_max_bytes=3 * size + size // 2
     )

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import pytest
 from openlineage.client import OpenLineageClient
 from openlineage.client.event_v2 import RunState
+from openlineage.client.transport.http import HttpTransport
 
 from openlineage_emitter import BreakerState, EmitterSettings, RetryPolicy, ThreadedTransport
 from openlineage_emitter.collector import Answer, Collector, refusing_url
@@ -294,3 +295,66 @@ def test_synchronous_emission_retries_like_the_emitter(
     transport.emit(make_event())  # returns only once delivered (or given up)
     assert [r.status for r in collector.received] == [503, 200]
     assert transport.stats().submitted == 0  # the queue was never used
+
+
+# --- what code that inspects a client's transport sees --------------------------------
+
+
+def test_it_presents_the_inner_http_transports_kind_config_and_attributes(
+    make_transport: MakeTransport,
+) -> None:
+    transport = make_transport(
+        "http://127.0.0.1:9",
+        endpoint="api/v2/lineage",
+        auth={"type": "api_key", "apiKey": "k"},
+        custom_headers={"X-Team": "data"},
+    )
+
+    assert transport.kind == "http"
+    inner = transport.inner
+    assert isinstance(inner, HttpTransport)
+    assert transport.config is inner.config
+    assert transport.config.auth.get_bearer() == "Bearer k"
+    assert transport.config.custom_headers == {"X-Team": "data"}
+    assert (transport.url, transport.endpoint, transport.timeout) == (
+        "http://127.0.0.1:9",
+        "api/v2/lineage",
+        inner.timeout,
+    )
+    assert ThreadedTransport.kind == "threaded"  # the class keeps the name it is configured by
+    assert transport.threaded_config.inner["type"] == "http"
+
+
+def test_it_presents_a_composite_inner_transports_members_and_config() -> None:
+    transport = ThreadedTransport.wrap(
+        {
+            "type": "composite",
+            "continue_on_failure": False,
+            "transports": {
+                "main": {"type": "http", "url": "http://127.0.0.1:9"},
+                "debug": {"type": "console"},
+            },
+        },
+        EmitterSettings(),
+    )
+    try:
+        assert transport.kind == "composite"
+        assert transport.config.continue_on_failure is False
+        assert sorted((t.name, t.kind) for t in transport.transports) == [
+            ("debug", "console"),
+            ("main", "http"),
+        ]
+    finally:
+        transport.close(0)
+
+
+def test_what_neither_it_nor_its_inner_transport_has_is_an_attribute_error(
+    make_transport: MakeTransport,
+) -> None:
+    transport = make_transport("http://127.0.0.1:9")
+
+    with pytest.raises(AttributeError):
+        _ = transport.no_such_attribute
+    assert hasattr(transport.inner, "_auth_headers")
+    with pytest.raises(AttributeError):
+        _ = transport._auth_headers  # private names are never delegated

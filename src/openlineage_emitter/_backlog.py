@@ -21,6 +21,9 @@ class _SpoolBatch:
         self._records = records
         self.events = events
 
+    def progress(self, consumed: int) -> None:
+        self._claim.mark_done(consumed)
+
     def done(self, consumed: int) -> None:
         if consumed >= len(self._records):
             self._claim.ack()

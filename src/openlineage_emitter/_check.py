@@ -21,6 +21,7 @@ from rich.table import Table
 
 from openlineage_emitter._client_config import NO_TRANSPORT, choose_transport, fail
 from openlineage_emitter._secrets import mask
+from openlineage_emitter._strategy_report import describe_task_strategy
 from openlineage_emitter.config import KEYS, LoadedConfig, load_config_with_sources, value_at
 from openlineage_emitter.emitter import _short
 from openlineage_emitter.errors import ConfigError
@@ -135,6 +136,7 @@ def run_check(console: Console, *, send: bool) -> int:
     console.print(table)
     _warn_unknown(console, loaded)
     _say(console, f"airflow plugin: {_plugin_state(loaded)}")
+    _say(console, describe_task_strategy(loaded))
 
     if choice.config is None:
         return fail(console, NO_TRANSPORT)

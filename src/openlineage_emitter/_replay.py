@@ -80,6 +80,7 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
                 else:
                     delivered += 1
                 done += 1
+                claim.mark_done(done)  # durable: a killed replay re-sends at most this event
                 progress.advance(task)
             if done < len(records):
                 claim.keep_from(records, done)

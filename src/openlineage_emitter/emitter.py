@@ -45,6 +45,10 @@ class Batch(Protocol):
     @property
     def events(self) -> Sequence[Any]: ...
 
+    def progress(self, consumed: int) -> None:
+        """The first ``consumed`` events are finished with: record it durably."""
+        ...
+
     def done(self, consumed: int) -> None: ...
 
 
@@ -529,6 +533,7 @@ class ThreadEmitter:
                         self._breaker_changed("closed")
                         log.warning("%s: backend answers again; circuit breaker closed", self._name)
                 consumed += 1
+                batch.progress(consumed)
         finally:
             if probing:  # the probe never ran (live events came first)
                 self._breaker.abandon_probe()
@@ -558,7 +563,10 @@ class ThreadEmitter:
 
 
 def _short(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
+    # Masked before truncating: a cut could split a secret so that the mask no longer matches it.
+    from openlineage_emitter._secrets import mask_text
+
+    text = mask_text(f"{type(exc).__name__}: {exc}")
     return text if len(text) <= 200 else text[:197] + "..."
 
 

@@ -2,19 +2,22 @@
 
 Layout (one directory, mode 0700; files 0600 — events can carry SQL and metadata)::
 
-    <time_ns>-<pid>-<seq>-<count>.jsonl          a batch of ``count`` records, one per line
-    <name>.claim-<pid>                           being replayed by process <pid>
+    <time_ns>-<pid>-<seq>-<count>.jsonl          a batch of ``count`` framed records (see _records)
+    <name>.claim-<pid>.<start>.<host>            being replayed by that process (see _owner)
+    <name>.progress                              how many of its records are finished with
     .tmp-...                                     being written (never read)
     quarantine/<name>                            unreadable or rejected; kept for a human
 
 Delivery from a spool is at-least-once: a batch is removed only after its records
-were delivered, and a process that dies mid-replay leaves a claim that another process
-reclaims. This module knows nothing of events or emitters: records are bytes.
+were delivered; replay progress is fsynced after every record, so a process killed
+mid-replay leaves a claim that another process reclaims and resumes after the last
+finished record. This module knows nothing of events or emitters: records are bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import itertools
 import logging
@@ -26,10 +29,14 @@ import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
+from openlineage_emitter._owner import current_owner, owner_is_dead
+from openlineage_emitter._records import frame, frame_all, parse_records
+
 log = logging.getLogger(__name__)
 
 _SUFFIX = ".jsonl"
 _CLAIM = ".claim-"
+_PROGRESS = ".progress"
 _QUARANTINE = "quarantine"
 #: A temporary file this old was left by a writer that died mid-write.
 STALE_TMP_S = 60.0
@@ -37,20 +44,13 @@ STALE_TMP_S = 60.0
 RESCAN_EVERY = 256
 #: Seconds between looks for claims whose owner died.
 RECLAIM_EVERY_S = 30.0
+#: A claim with no replay progress for this long is reclaimed even if its owner looks
+#: alive (a hung process, or an owner on another host sharing the directory).
+CLAIM_LEASE_S = 600.0
 
 
 class SpoolError(Exception):
     """A spool file could not be read as records."""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def _count_of(name: str) -> int:
@@ -61,13 +61,44 @@ def _count_of(name: str) -> int:
         return 0
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """Write every byte: ``os.write`` may write fewer (a nearly full disk, a signal)."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "the disk took no more bytes")
+        view = view[written:]
+
+
 def _write_file(path: Path, records: Sequence[bytes]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        os.write(fd, b"\n".join(records) + b"\n")
+        _write_all(fd, frame_all(records))
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _read_progress(path: Path) -> tuple[int, int]:
+    """(byte offset, records) finished with in a batch, per its progress file; (0, 0) if none.
+
+    Entries are framed ``<offset> <records>``. The largest intact entry counts: progress
+    only grows, a torn last entry falls back to the one before (the record in flight is
+    sent again), and two owners of one claim (a lease ran out) cannot move it backwards.
+    The offset, not the record number, says where to resume: it stays right even if
+    bytes before it are damaged later.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return 0, 0
+    entries = []
+    for entry in parse_records(data).records:
+        offset, _, done = entry.partition(b" ")
+        if offset.isdigit() and done.isdigit():
+            entries.append((int(offset), int(done)))
+    return max(entries, default=(0, 0))
 
 
 class Claim:
@@ -77,51 +108,90 @@ class Claim:
         self._spool = spool
         self.path = path
         self.name = original
+        self._progress_path = path.with_name(original + _PROGRESS)
+        self._progress_fd: int | None = None
+        self._ends: list[int] = []  # where each record of records() ends in the file
+        self._skipped = 0  # records finished with before this claim (durable progress)
+        self._marked = 0  # records of records() whose progress is on disk
 
     @property
     def count(self) -> int:
         return _count_of(self.name)
 
     def records(self) -> list[bytes]:
-        """The batch's records; ``SpoolError`` if the file is unreadable."""
+        """The batch's records not yet finished with; ``SpoolError`` if none is readable.
+
+        Damaged bytes between intact records are copied to the quarantine and skipped.
+        """
         try:
             data = self.path.read_bytes()
         except OSError as exc:
             raise SpoolError(f"cannot read {self.path.name}: {exc}") from exc
-        lines = [line for line in data.split(b"\n") if line.strip()]
-        if not lines:
-            raise SpoolError(f"{self.path.name} is empty")
-        return lines
+        parsed = parse_records(data)
+        if not parsed.records:
+            raise SpoolError(f"{self.path.name} {'has no intact record' if data.strip() else 'is empty'}")
+        if parsed.damaged:
+            lost = max(self.count - len(parsed.records), len(parsed.damaged))
+            self._spool.quarantine_damaged(self.name, parsed.damaged_bytes(data), lost)
+        offset, self._skipped = _read_progress(self._progress_path)
+        first = next((i for i, end in enumerate(parsed.ends) if end > offset), len(parsed.ends))
+        self._ends = parsed.ends[first:]
+        self._marked = 0
+        return parsed.records[first:]
+
+    def mark_done(self, finished: int) -> None:
+        """The first ``finished`` records of :meth:`records` are finished with: say so durably.
+
+        Fsynced before it returns, so a process killed now sends at most the record in
+        flight again. Never raises: without progress, at-least-once still holds.
+        """
+        if finished <= self._marked or finished > len(self._ends):
+            return
+        entry = frame(b"%d %d" % (self._ends[finished - 1], self._skipped + finished))
+        try:
+            if self._progress_fd is None:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+                self._progress_fd = os.open(self._progress_path, flags, 0o600)
+                self._spool._fsync_dir()  # the new name must survive a crash too
+            _write_all(self._progress_fd, entry)
+            os.fsync(self._progress_fd)
+            self._marked = finished
+        except OSError as exc:
+            log.warning("could not record replay progress for %s: %s", self.name, exc)
+
+    def _close_progress(self, *, remove: bool) -> None:
+        if self._progress_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._progress_fd)
+            self._progress_fd = None
+        if remove:
+            with contextlib.suppress(FileNotFoundError):
+                self._progress_path.unlink()
 
     def ack(self) -> None:
-        """All records delivered: remove the batch."""
+        """All records delivered: remove the batch (then its progress: a crash between
+        leaves only a stray progress file, which is cleaned up later)."""
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+        self._close_progress(remove=True)
 
     def release(self) -> None:
-        """Nothing delivered: give the batch back for a later replay."""
+        """Give the batch back for a later replay, with its progress so far."""
+        self._close_progress(remove=False)
         with contextlib.suppress(FileNotFoundError):
             os.replace(self.path, self.path.with_name(self.name))
 
     def keep_from(self, records: Sequence[bytes], index: int) -> None:
-        """Records before ``index`` were delivered: give back the rest, in the batch's place."""
-        rest = list(records[index:])
-        if not rest:
+        """Records before ``index`` were finished with: give back the rest, in the batch's place.
+
+        The file stays as it is (same name, same place in the order: a later START must
+        not overtake the rest); its progress says where the next replay starts.
+        """
+        if index >= len(records):
             self.ack()
             return
-        # Same name (same place in the order), fewer records: a later START must not
-        # overtake the rest of this batch. Written aside first, then swapped in.
-        base = self.name.rsplit("-", 1)[0]
-        tmp = self.path.with_name(f".tmp-rest-{os.getpid()}-{self.name}")
-        try:
-            _write_file(tmp, rest)
-            os.replace(tmp, self.path)
-            self.name = f"{base}-{len(rest)}{_SUFFIX}"
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            # Delivered records will be delivered again: at-least-once beats losing the rest.
-            log.warning("could not shorten spool batch %s (%s); keeping it whole", self.name, exc)
+        if index > 0:
+            self.mark_done(index)
         self.release()
 
     def quarantine(self, reason: str) -> None:
@@ -130,6 +200,7 @@ class Claim:
         with contextlib.suppress(FileNotFoundError):
             self._spool.quarantine_dir.mkdir(mode=0o700, exist_ok=True)
             os.replace(self.path, target)
+            self._close_progress(remove=True)
             self._spool.count_quarantined(self.count or 1)
             log.warning("spool file %s quarantined (%s): %s", self.name, reason, target)
 
@@ -137,9 +208,12 @@ class Claim:
 class Spool:
     """``write`` batches of records; ``claim`` the oldest unclaimed batch."""
 
-    def __init__(self, directory: str | os.PathLike[str], max_bytes: int) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], max_bytes: int, *, lease_s: float = CLAIM_LEASE_S
+    ) -> None:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
+        self.lease_s = lease_s
         self.quarantine_dir = self.directory / _QUARANTINE
         self._seq = itertools.count()
         self._lock = threading.Lock()
@@ -243,6 +317,8 @@ class Spool:
                 path.unlink()
                 total -= size
                 evicted += _count_of(path.name)
+            with contextlib.suppress(FileNotFoundError):
+                path.with_name(path.name + _PROGRESS).unlink()
         with self._lock:
             self._bytes_estimate = total
             self._writes_since_scan = 0
@@ -265,9 +341,15 @@ class Spool:
         return [self.directory / n for n in names]
 
     def pending(self) -> tuple[int, int]:
-        """(batches, records) waiting to be replayed, claimed ones excluded."""
+        """(batches, records) waiting to be replayed, claimed ones and finished records excluded."""
         batches = self._batches()
-        return len(batches), sum(_count_of(p.name) for p in batches)
+        records = 0
+        for path in batches:
+            count = _count_of(path.name)
+            progress = path.with_name(path.name + _PROGRESS)
+            # Most batches have no progress file: only interrupted replays leave one.
+            records += max(0, count - _read_progress(progress)[1])
+        return len(batches), records
 
     def claim(self) -> Claim | None:
         """Claim the oldest unclaimed batch by atomic rename; None if there is none."""
@@ -276,31 +358,61 @@ class Spool:
             self._next_reclaim = now + RECLAIM_EVERY_S
             self.reclaim_orphans()
         for path in self._batches():
-            claimed = path.with_name(f"{path.name}{_CLAIM}{os.getpid()}")
+            claimed = path.with_name(f"{path.name}{_CLAIM}{current_owner()}")
             try:
                 os.replace(path, claimed)  # only one process wins this rename
             except FileNotFoundError:
                 continue  # another process claimed it first
+            # The lease runs from now (the batch's own mtime is when it was written).
+            with contextlib.suppress(OSError):
+                os.utime(claimed)
             return Claim(self, claimed, path.name)
         return None
 
+    def _lease_expired(self, claim_name: str, original: str, now: float) -> bool:
+        latest = 0.0
+        for name in (claim_name, original + _PROGRESS):
+            with contextlib.suppress(FileNotFoundError):
+                latest = max(latest, (self.directory / name).stat().st_mtime)
+        return now - latest > self.lease_s
+
     def reclaim_orphans(self) -> int:
-        """Give back claims whose owning process is dead. Returns how many."""
+        """Give back claims whose owner is dead or whose lease ran out. Returns how many."""
         reclaimed = 0
         try:
             names = os.listdir(self.directory)
         except FileNotFoundError:
             return 0
+        now = time.time()
         for name in names:
             if _CLAIM not in name or name.startswith("."):
                 continue
-            original, _, pid_text = name.rpartition(_CLAIM)
-            if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            original, _, owner = name.rpartition(_CLAIM)
+            if owner_is_dead(owner):
+                why = ""
+            elif self._lease_expired(name, original, now):
+                why = f"no progress for {self.lease_s:g}s"
+            else:
                 continue
             with contextlib.suppress(FileNotFoundError):
                 os.replace(self.directory / name, self.directory / original)
                 reclaimed += 1
+                if why:
+                    log.warning("spool claim on %s by %s reclaimed: %s", original, owner, why)
+        self._remove_stray_progress(names, now)
         return reclaimed
+
+    def _remove_stray_progress(self, names: list[str], now: float) -> None:
+        """Progress files whose batch is gone (a crash between ack's two unlinks)."""
+        batches = {n.rpartition(_CLAIM)[0] if _CLAIM in n else n for n in names}
+        for name in names:
+            if not name.endswith(_PROGRESS) or name[: -len(_PROGRESS)] in batches:
+                continue
+            path = self.directory / name
+            # Old enough that no replayer can still be writing it.
+            with contextlib.suppress(OSError):
+                if now - path.stat().st_mtime > self.lease_s:
+                    path.unlink()
 
     def quarantine_records(self, records: Sequence[bytes], reason: str) -> None:
         """Set single records aside (e.g. ones the backend rejects) for a human."""
@@ -314,6 +426,33 @@ class Spool:
             return
         self.count_quarantined(len(records))
         log.warning("%d spooled event(s) quarantined (%s) in %s", len(records), reason, self.quarantine_dir)
+
+    def quarantine_damaged(self, name: str, damaged: bytes, records: int) -> None:
+        """Keep the damaged bytes of batch ``name`` for a human, once (a batch read again
+        after a crash does not copy them twice)."""
+        target = self.quarantine_dir / f"{name}.damaged"
+        try:
+            self.quarantine_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            log.warning("could not quarantine the damaged part of spool batch %s: %s", name, exc)
+            return
+        try:
+            _write_all(fd, damaged)
+            os.fsync(fd)
+        except OSError as exc:
+            log.warning("could not quarantine the damaged part of spool batch %s: %s", name, exc)
+        finally:
+            os.close(fd)
+        self.count_quarantined(records)
+        log.warning(
+            "spool batch %s is damaged: %d byte(s) quarantined in %s, its intact events are replayed",
+            name,
+            len(damaged),
+            target,
+        )
 
     def count_quarantined(self, records: int) -> None:
         with self._lock:

@@ -22,14 +22,15 @@ from openlineage.client.transport.http import HttpTransport
 from openlineage.client.transport.kafka import KafkaTransport  # imports confluent_kafka lazily
 from openlineage.client.transport.transport import Config, Transport
 
-from openlineage_emitter import _validators as v
 from openlineage_emitter._backlog import SpoolBacklog
 from openlineage_emitter._kafka import KafkaDelivery, _kafka_producer_config, kafka_attempt_wait_s
+from openlineage_emitter._keys import Parse, keys_of, transport_key
 from openlineage_emitter.config import load_config
 from openlineage_emitter.emitter import ThreadEmitter
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.metrics import Metrics
-from openlineage_emitter.settings import EmitterSettings, Overflow
+from openlineage_emitter.retry import RetryPolicy
+from openlineage_emitter.settings import EmitterSettings
 from openlineage_emitter.spool import Spool
 from openlineage_emitter.stats import EmitterStats
 
@@ -47,29 +48,16 @@ NO_HTTP_RETRY: dict[str, Any] = {
     "allowed_methods": ["HEAD", "POST"],
 }
 
-_TOP_KEYS: dict[str, tuple[str, Any]] = {
-    "queue_size": ("queue_size", v.parse_int),
-    "overflow": ("overflow", lambda k, r: v.parse_enum(k, r, Overflow)),
-    "call_timeout": ("call_timeout_s", v.parse_seconds),
-    "shutdown_timeout": ("shutdown_timeout_s", v.parse_seconds),
-    "breaker_threshold": ("breaker_threshold", v.parse_int),
-    "breaker_cooldown": ("breaker_cooldown_s", v.parse_seconds),
-    "spool_dir": ("spool_dir", v.parse_optional_path),
-    "spool_max_bytes": ("spool_max_bytes", v.parse_int),
+#: ThreadedTransport's own keys, derived from EmitterSettings' fields (see ``_keys``):
+#: transport key -> (attribute, parser). ``retry`` holds the RetryPolicy's keys.
+_TOP_KEYS: dict[str, tuple[str, Parse]] = {
+    transport_key(key): (key.path[-1], key.parse) for key in keys_of(EmitterSettings) if len(key.path) == 1
 }
-_RETRY_KEYS = {
-    "attempts": ("attempts", v.parse_int),
-    "initial_backoff": ("initial_backoff_s", v.parse_seconds),
-    "max_backoff": ("max_backoff_s", v.parse_seconds),
-    "deadline": ("deadline_s", v.parse_seconds),
-    "retry_after_max": ("retry_after_max_s", v.parse_seconds),
+_RETRY_KEYS: dict[str, tuple[str, Parse]] = {
+    transport_key(key): (key.path[-1], key.parse) for key in keys_of(RetryPolicy)
 }
-
-_AS_TRANSPORT_KEY = {
-    **{f"emitter_{key}": key for key in _TOP_KEYS},
-    **{f"emitter_retry_{key}": f"retry.{key}" for key in _RETRY_KEYS if key != "retry_after_max"},
-    "emitter_retry_after_max": "retry.retry_after_max",
-}
+#: ``[openlineage]`` key -> ThreadedTransport key, to name a key the way the operator wrote it.
+_AS_TRANSPORT_KEY = {key.name: transport_key(key) for key in keys_of(EmitterSettings)}
 
 
 def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str]) -> None:
@@ -147,9 +135,18 @@ def _inner_config(inner: Mapping[str, Any], settings: EmitterSettings) -> dict[s
 
 
 class ThreadedTransport(Transport):
-    """Enqueue on ``emit``; deliver through the wrapped transport on one daemon thread."""
+    """Enqueue on ``emit``; deliver through the wrapped transport on one daemon thread.
 
-    kind = "threaded"
+    To code that inspects a client's transport it presents itself as the transport it
+    wraps: ``kind``, ``config`` and any other public attribute it does not define itself
+    (``url``, ``endpoint``, ``timeout``, ``transports``, ...) are the inner transport's.
+    The Airflow provider, for one, reads them to inject the transport into Spark and Glue
+    jobs and to tag its ``ol.emit.*`` metrics; a kind of its own would turn those off.
+    Its own config is :attr:`threaded_config`.
+    """
+
+    #: The ``type`` this class is known by; an instance's ``kind`` is its inner transport's.
+    kind: str | None = "threaded"
     config_class = ThreadedTransportConfig
 
     def __init__(
@@ -160,10 +157,11 @@ class ThreadedTransport(Transport):
         metrics: Metrics | None = None,
         metric_tags: Mapping[str, str] | None = None,
     ) -> None:
-        self.config = config
+        self.threaded_config = config
         self.inner: Transport = inner or get_default_factory().create(
             _inner_config(config.inner, config.settings)
         )
+        self.kind = self.inner.kind
         settings = config.settings
         self.spool = _open_spool(settings)
         self._kafka = kafka_delivery(self.inner, settings)
@@ -215,10 +213,23 @@ class ThreadedTransport(Transport):
         )
         return cls(config, inner, metrics=metrics, metric_tags=metric_tags)
 
+    @property
+    def config(self) -> Any:
+        """The inner transport's config (AttributeError if it keeps none, as it would)."""
+        return getattr(self.inner, "config")  # noqa: B009 - not every Transport keeps one
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for attributes this class does not have; private and dunder names are not
+        # delegated (copy/pickle probe those, and `inner` may not be set yet).
+        inner = self.__dict__.get("inner")
+        if inner is None or name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(inner, name)
+
     def emit(self, event: Any) -> None:
         """Queue the event; never blocks, never raises."""
         if _synchronous:
-            _emit_now(self._send, event, self.config.settings)
+            _emit_now(self._send, event, self.threaded_config.settings)
             return
         self._emitter.submit(event)
 
@@ -227,7 +238,7 @@ class ThreadedTransport(Transport):
 
     def close(self, timeout: float = -1) -> bool:
         """Drain within ``timeout`` seconds (negative: the shutdown budget); True if all delivered."""
-        budget_s = self.config.settings.shutdown_timeout_s if timeout < 0 else timeout
+        budget_s = self.threaded_config.settings.shutdown_timeout_s if timeout < 0 else timeout
         deadline = time.monotonic() + budget_s
         delivered = self._emitter.close(budget_s)
         if self._kafka is not None:

@@ -33,8 +33,8 @@ def make_provider(url: str) -> tuple[Any, Any]:
     """Fresh listener and adapter classes shaped like the provider's (2.14 .. 2.20)."""
 
     class Adapter:
-        def __init__(self) -> None:
-            self._client: OpenLineageClient | None = None
+        def __init__(self, client: OpenLineageClient | None = None) -> None:
+            self._client = client
 
         def get_or_create_openlineage_client(self) -> OpenLineageClient:
             if self._client is None:
@@ -175,6 +175,26 @@ def test_every_client_in_the_process_shares_one_threaded_transport(fresh_process
     assert first.inner.config.retry["total"] == 0  # one retry layer: the emitter's
 
 
+def test_an_adapter_given_its_own_client_keeps_sending_to_that_clients_backend(
+    fresh_process: None, collector: Collector
+) -> None:
+    with Collector() as own:
+        _, adapter_cls = patched(collector.url)
+        explicit = adapter_cls(OpenLineageClient(config={"transport": {"type": "http", "url": own.url}}))
+        configured = adapter_cls()
+
+        explicit.emit("explicit-1")  # the first transport this process sees
+        configured.emit("configured")
+        explicit.emit("explicit-2")
+
+        assert collector.wait_for(1, timeout_s=5)
+        assert own.wait_for(2, timeout_s=5)
+        assert [e["job"]["name"] for e in own.events] == ["explicit-1", "explicit-2"]
+    assert [e["job"]["name"] for e in collector.events] == ["configured"]
+    assert isinstance(configured.get_or_create_openlineage_client().transport, ThreadedTransport)
+    assert not isinstance(explicit.get_or_create_openlineage_client().transport, ThreadedTransport)
+
+
 def test_the_exit_budget_bounds_before_stopping_and_exit_together(fresh_process: None) -> None:
     with Collector(Answer(hang=True)) as collector:
         listener, _ = patched(collector.url)
@@ -221,3 +241,30 @@ def test_a_signal_handlers_exit_raised_while_waiting_is_not_swallowed() -> None:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+class TaskTimeout(BaseException):
+    """Like Airflow's AirflowTaskTimeout: a BaseException, so `except Exception` misses it."""
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="needs signals")
+def test_before_stopping_swallows_a_base_exception_raised_while_it_flushes(
+    fresh_process: None, hung_collector: Collector, caplog: pytest.LogCaptureFixture
+) -> None:
+    listener, _ = patched(hung_collector.url)
+    listener._execute(lambda: listener.adapter.emit("task"), "on_success", use_fork=True)
+
+    def time_out(signum: int, frame: object) -> NoReturn:
+        raise TaskTimeout("Timeout, PID: 1")
+
+    previous = signal.signal(signal.SIGALRM, time_out)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)  # fires while the flush waits for the hung backend
+        listener.before_stopping(object())  # must return: its callers guard only `except Exception`
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    [record] = [r for r in caplog.records if "flushing before stopping failed" in r.getMessage()]
+    assert record.exc_info is not None
+    assert record.exc_info[0] is TaskTimeout

@@ -114,7 +114,17 @@ def replay_until_empty(url: str, spool_dir: str) -> None:
     )
 
 
+def claim_and_hold(spool_dir: str) -> None:
+    """Claim one batch and hold it (never ack or release) until killed; report its name."""
+    spool = Spool(spool_dir, 10**9)
+    claim = spool.claim()
+    _result({"pid": os.getpid(), "claimed": claim.name if claim else None})
+    _ready_then_wait_for_go()
+    time.sleep(DEADLINE_S)
+
+
 SCENARIOS: dict[str, Callable[..., None]] = {
+    "claim-and-hold": claim_and_hold,
     "claim-all": claim_all,
     "spill-and-die": spill_and_die,
     "replay-until-empty": replay_until_empty,

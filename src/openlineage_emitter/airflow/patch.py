@@ -18,8 +18,10 @@ What is routed where:
 - ``on_starting`` (and ``before_stopping``) — only observed: the component Airflow passes
   (the task runner's marker, a scheduler/triggerer/DAG-processor ``Job``) tells the
   process which component it is, for the metrics' ``component`` tag.
-- ``OpenLineageAdapter.get_or_create_openlineage_client`` — every client's transport is
-  replaced by the process's one ``ThreadedTransport``.
+- ``OpenLineageAdapter.get_or_create_openlineage_client`` — the transport of every client
+  the provider builds from its config is replaced by the process's one
+  ``ThreadedTransport``; a client an adapter was given (``OpenLineageAdapter(client=...)``)
+  is left as it is.
 
 Hook methods keep their pluggy marker (``functools.wraps`` copies it); the listener is
 registered with pluggy after all plugins loaded, so the patched hooks are the ones seen.
@@ -116,7 +118,11 @@ def _patch_listener(cls: Any) -> None:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
             process.current().flush_before_stopping()
-        except Exception:
+        except BaseException:
+            # BaseException, as the provider's own before_stopping: Airflow's SIGALRM
+            # `timeout` raises AirflowTaskTimeout (a BaseException, so that user code
+            # cannot swallow it), and every caller of this hook guards only with
+            # `except Exception`. The process is stopping anyway; it must not crash here.
             log.warning("openlineage-emitter: flushing before stopping failed", exc_info=True)
 
     def executor(self: Any) -> Any:
@@ -141,7 +147,14 @@ def _patch_adapter(cls: Any) -> None:
 
     @functools.wraps(original)
     def get_or_create_openlineage_client(self: Any) -> Any:
+        # An adapter given a client of its own (`OpenLineageAdapter(client=...)`; the
+        # provider never does this) keeps that client's transport as it was built: the
+        # process's transport is the one built from the provider's config, and sending
+        # an explicit transport's events there would send them to the wrong backend.
+        explicit = getattr(self, "_client", None) is not None
         client = original(self)
+        if explicit:
+            return client
         try:
             transport = getattr(client, "transport", None)
             # A noop transport is how the client says "disabled": keep its short cut.
