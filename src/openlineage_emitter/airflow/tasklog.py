@@ -28,7 +28,7 @@ PROVIDER_SUCCESS = "Successfully emitted OpenLineage `%s` event of id `%s`"
 #: Same arguments (event type, run id), true words.
 QUEUED = (
     "Queued OpenLineage `%s` event of id `%s` for delivery by openlineage-emitter "
-    "(not delivered yet; the end of the task logs what was delivered)"
+    "(not delivered yet; what was delivered is logged at the end of the task and at exit)"
 )
 
 
