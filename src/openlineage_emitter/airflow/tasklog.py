@@ -68,9 +68,10 @@ def summary(stats: EmitterStats) -> str:
 
 
 def report(transport: ThreadedTransport | None) -> None:
-    """Log :func:`summary` for the process's transport; WARNING if anything was not delivered."""
+    """Log :func:`summary` for the process's transport; WARNING if anything is not delivered."""
     if transport is None:
         return
     stats = transport.stats()
-    undelivered = stats.dropped_total or stats.queue_depth or stats.in_flight
+    # Spooled counts too: written to disk for a later replay is not delivered.
+    undelivered = stats.dropped_total or stats.spooled or stats.queue_depth or stats.in_flight
     log.log(logging.WARNING if undelivered else logging.INFO, "%s", summary(stats))
