@@ -7,6 +7,7 @@ and ``AIRFLOW_CONFIG`` with ``monkeypatch``: the developer's own ``~/airflow`` n
 from __future__ import annotations
 
 import os
+import re
 import sys
 import types
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ import attrs
 import pytest
 
 from openlineage_emitter.config import (
+    GENERATED_SOURCE,
     KEYS,
     OpenLineageConfig,
     build_config,
@@ -111,6 +113,16 @@ def test_file_without_openlineage_section_gives_defaults(write_cfg: WriteCfg) ->
 
     assert loaded.config == OpenLineageConfig()
     assert set(loaded.sources.values()) == {"default"}
+
+
+def test_the_execute_in_thread_false_airflow_generates_in_the_file_counts_as_unset(
+    write_cfg: WriteCfg,
+) -> None:
+    path = write_cfg({"execute_in_thread": "False"})
+
+    loaded = load_config_with_sources(environ={}, config_file=path)
+
+    assert (loaded.config.execute_in_thread, loaded.sources["execute_in_thread"]) == (True, GENERATED_SOURCE)
 
 
 def test_empty_openlineage_section_gives_defaults(write_cfg: WriteCfg) -> None:
@@ -231,7 +243,8 @@ def test_unparsable_file_is_a_config_error_naming_the_file(write_cfg: WriteCfg) 
 
 # Valid text for every key and the value it must load as.
 SAMPLES: dict[str, tuple[str, Callable[[OpenLineageConfig], object], object]] = {
-    "execute_in_thread": ("false", lambda c: c.execute_in_thread, False),
+    # "no", not "false": `execute_in_thread = False` in a file is Airflow's generated line.
+    "execute_in_thread": ("no", lambda c: c.execute_in_thread, False),
     "execution_timeout": ("2.5", lambda c: c.execution_timeout_s, 2.5),
     "disabled": ("true", lambda c: c.disabled, True),
     "transport": ('{"type": "console"}', lambda c: c.transport, {"type": "console"}),
@@ -255,6 +268,39 @@ SAMPLES: dict[str, tuple[str, Callable[[OpenLineageConfig], object], object]] = 
 
 def test_samples_cover_every_key() -> None:
     assert set(SAMPLES) == {key.name for key in KEYS}
+
+
+def documented_transport_keys() -> dict[str, str]:
+    """``[openlineage]`` key -> ThreadedTransport key, as docs/configuration.md's table says."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    return {ol: tt for tt, ol in re.findall(r"^\| `([a-z_.]+)` \| `(emitter_[a-z_]+)` \|", text, re.M)}
+
+
+EMITTER_KEYS = sorted(key.name for key in KEYS if key.path[0] == "emitter")
+
+
+def test_every_emitter_setting_has_a_documented_transport_key() -> None:
+    assert sorted(documented_transport_keys()) == EMITTER_KEYS
+
+
+@pytest.mark.usefixtures("isolated_environ")
+@pytest.mark.parametrize("key", EMITTER_KEYS)
+def test_every_emitter_setting_is_reachable_from_config_and_from_transport(
+    key: str, missing_cfg: Path
+) -> None:
+    raw, get, expected = SAMPLES[key]
+    *parents, leaf = documented_transport_keys()[key].split(".")
+    params: dict[str, Any] = {"inner": INNER}
+    node = params
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = raw
+
+    from_transport = ThreadedTransportConfig.from_dict(params).settings
+    from_config = load_config(environ={env_var(key): raw}, config_file=missing_cfg).emitter
+
+    assert get(OpenLineageConfig(emitter=from_transport)) == expected
+    assert from_transport == from_config
 
 
 @pytest.mark.parametrize("key", sorted(SAMPLES))
@@ -474,9 +520,30 @@ BAD_VALUES = [
     ),
     pytest.param(Bad("emitter_breaker_cooldown", "0", "0.0", "a number of seconds > 0"), id="cooldown-zero"),
     pytest.param(
-        Bad("emitter_retry_after_max", "-1", "-1.0", "a number >= 0"), id="retry-after-max-negative"
+        Bad("emitter_retry_after_max", "-1", "-1.0", "a number of seconds >= 0"),
+        id="retry-after-max-negative",
     ),
-    pytest.param(Bad("emitter_shutdown_timeout", "-0.5", "-0.5", "a number >= 0"), id="shutdown-negative"),
+    pytest.param(
+        Bad("emitter_shutdown_timeout", "-0.5", "-0.5", "a number of seconds >= 0"), id="shutdown-negative"
+    ),
+    *(
+        # Every duration has an upper bound: past threading.TIMEOUT_MAX a wait raises
+        # OverflowError on the worker or at exit instead of a config error here.
+        pytest.param(
+            Bad(key, "1e12", "1000000000000.0", f"a number of seconds {low} and <= 86400 (one day)"),
+            id=f"{key}-too-long",
+        )
+        for key, low in [
+            ("execution_timeout", "> 0"),
+            ("emitter_call_timeout", "> 0"),
+            ("emitter_retry_initial_backoff", "> 0"),
+            ("emitter_retry_max_backoff", "> 0"),
+            ("emitter_retry_deadline", "> 0"),
+            ("emitter_retry_after_max", ">= 0"),
+            ("emitter_breaker_cooldown", "> 0"),
+            ("emitter_shutdown_timeout", ">= 0"),
+        ]
+    ),
     pytest.param(Bad("emitter_call_timeout", "nan", "'nan'", "a finite number of seconds"), id="nan"),
     pytest.param(Bad("emitter_retry_deadline", "inf", "'inf'", "a finite number of seconds"), id="inf"),
     pytest.param(

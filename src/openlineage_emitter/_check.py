@@ -10,17 +10,17 @@ from typing import Any
 from uuid import uuid4
 
 from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
-from openlineage.client.transport import get_default_factory
-from openlineage.client.transport.transport import Transport
 from rich.console import Console
 from rich.table import Table
 
 from openlineage_emitter._client_config import NO_TRANSPORT, choose_transport, fail
+from openlineage_emitter._oneshot import OneShot, one_shot
 from openlineage_emitter._secrets import mask
+from openlineage_emitter._strategy_report import describe_task_strategy
 from openlineage_emitter.config import KEYS, load_config_with_sources
 from openlineage_emitter.emitter import _short
 from openlineage_emitter.errors import ConfigError
-from openlineage_emitter.transport import _inner_config, sender_for
+from openlineage_emitter.settings import EmitterSettings
 
 PRODUCER = "https://github.com/openlineage-emitter/check"
 
@@ -36,10 +36,10 @@ def _value_of(config: Any, path: tuple[str, ...]) -> Any:
     return getattr(value, "value", value)  # enums show their config spelling
 
 
-def build_transport(config: dict[str, Any], settings: Any) -> Transport:
-    """The inner transport as the emitter would use it (http: no urllib3 retries)."""
+def build_transport(config: dict[str, Any], settings: EmitterSettings) -> OneShot:
+    """The synchronous sender a one-shot command uses (see ``_oneshot``)."""
     try:
-        return get_default_factory().create(_inner_config(dict(config), settings))
+        return one_shot(config, settings)
     except Exception as exc:
         raise CheckFailed(f"cannot build the {config.get('type')!r} transport: {exc}") from exc
 
@@ -70,6 +70,7 @@ def run_check(console: Console, *, send: bool) -> int:
         shown = json.dumps(mask(value, secret=False)) if isinstance(value, dict) else str(value)
         table.add_row(key.name, shown, loaded.sources.get(key.name, "default"))
     console.print(table)
+    console.print(describe_task_strategy(loaded), markup=False, highlight=False, soft_wrap=True)
 
     if choice.config is None:
         return fail(console, NO_TRANSPORT)
@@ -77,15 +78,20 @@ def run_check(console: Console, *, send: bool) -> int:
         f"transport ({choice.source}): {json.dumps(mask(choice.config))}", markup=False, highlight=False
     )
     try:
-        transport = build_transport(choice.config, loaded.config.emitter)
-        console.print(f"transport built: {transport.kind}", markup=False, highlight=False, soft_wrap=True)
+        sender = build_transport(choice.config, loaded.config.emitter)
+    except CheckFailed as exc:
+        return fail(console, str(exc))
+    built = f"transport built: {sender.kind}"
+    if sender.unwrapped:
+        built += f" (check --send and replay deliver through it directly, around {sender.unwrapped})"
+    console.print(built, markup=False, highlight=False, soft_wrap=True)
+    try:
         if send:
-            _send(console, sender_for(transport, loaded.config.emitter), loaded.config.emitter.call_timeout_s)
+            _send(console, sender.send, sender.settings.call_timeout_s)
     except CheckFailed as exc:
         return fail(console, str(exc))
     finally:
-        if "transport" in locals():
-            transport.close(0)
+        sender.transport.close(0)
     return 0
 
 

@@ -11,18 +11,18 @@ from __future__ import annotations
 import configparser
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from openlineage_emitter import _validators as v
+from openlineage_emitter._keys import SECTION, Key, keys_of
+from openlineage_emitter._secrets import masked_repr
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.retry import RetryPolicy
-from openlineage_emitter.settings import EmitterSettings, Overflow
-
-SECTION = "openlineage"
+from openlineage_emitter.settings import EmitterSettings
 
 
 @attrs.frozen
@@ -33,56 +33,21 @@ class OpenLineageConfig:
         default=True, validator=v.is_bool, metadata={"key": "execute_in_thread"}
     )
     execution_timeout_s: float = attrs.field(
-        default=10.0, validator=v.positive(), metadata={"key": "execution_timeout"}
+        default=10.0, validator=v.seconds(), metadata={"key": "execution_timeout"}
     )
     disabled: bool = attrs.field(default=False, validator=v.is_bool, metadata={"key": "disabled"})
     force_fork: bool = attrs.field(default=False, validator=v.is_bool, metadata={"key": "emitter_force_fork"})
     plugin_enabled: bool = attrs.field(
         default=True, validator=v.is_bool, metadata={"key": "emitter_plugin_enabled"}
     )
-    transport: Mapping[str, Any] | None = attrs.field(default=None, metadata={"key": "transport"})
+    transport: Mapping[str, Any] | None = attrs.field(
+        default=None, repr=masked_repr, metadata={"key": "transport", "secret": True}
+    )
     emitter: EmitterSettings = attrs.field(factory=EmitterSettings)
 
 
-@attrs.frozen
-class Key:
-    """One ``[openlineage]`` key: where it lands in the config and how its text is parsed."""
-
-    name: str
-    path: tuple[str, ...]
-    parse: Callable[[str, object], Any]
-    secret: bool = False
-
-    @property
-    def env_var(self) -> str:
-        return f"AIRFLOW__{SECTION.upper()}__{self.name.upper()}"
-
-
-def _overflow(key: str, raw: object) -> Overflow:
-    return v.parse_enum(key, raw, Overflow)
-
-
-KEYS: tuple[Key, ...] = (
-    Key("execute_in_thread", ("execute_in_thread",), v.parse_bool),
-    Key("execution_timeout", ("execution_timeout_s",), v.parse_seconds),
-    Key("disabled", ("disabled",), v.parse_bool),
-    Key("transport", ("transport",), v.parse_json_object, secret=True),
-    Key("emitter_queue_size", ("emitter", "queue_size"), v.parse_int),
-    Key("emitter_overflow", ("emitter", "overflow"), _overflow),
-    Key("emitter_call_timeout", ("emitter", "call_timeout_s"), v.parse_seconds),
-    Key("emitter_retry_attempts", ("emitter", "retry", "attempts"), v.parse_int),
-    Key("emitter_retry_initial_backoff", ("emitter", "retry", "initial_backoff_s"), v.parse_seconds),
-    Key("emitter_retry_max_backoff", ("emitter", "retry", "max_backoff_s"), v.parse_seconds),
-    Key("emitter_retry_deadline", ("emitter", "retry", "deadline_s"), v.parse_seconds),
-    Key("emitter_retry_after_max", ("emitter", "retry", "retry_after_max_s"), v.parse_seconds),
-    Key("emitter_breaker_threshold", ("emitter", "breaker_threshold"), v.parse_int),
-    Key("emitter_breaker_cooldown", ("emitter", "breaker_cooldown_s"), v.parse_seconds),
-    Key("emitter_shutdown_timeout", ("emitter", "shutdown_timeout_s"), v.parse_seconds),
-    Key("emitter_spool_dir", ("emitter", "spool_dir"), v.parse_optional_path),
-    Key("emitter_spool_max_bytes", ("emitter", "spool_max_bytes"), v.parse_int),
-    Key("emitter_force_fork", ("force_fork",), v.parse_bool),
-    Key("emitter_plugin_enabled", ("plugin_enabled",), v.parse_bool),
-)
+#: Every key, derived from the fields of OpenLineageConfig (see ``_keys``): declared once.
+KEYS: tuple[Key, ...] = tuple(keys_of(OpenLineageConfig))
 KEYS_BY_NAME = {k.name: k for k in KEYS}
 
 
@@ -139,7 +104,7 @@ def _airflow_values() -> dict[str, tuple[str, str]] | None:
     for name, item in section.items():
         if not (isinstance(item, tuple) and len(item) == 2) or "default" in str(item[1]):
             continue
-        if item[1] == "airflow.cfg" and _GENERATED_DEFAULTS.get(name) == str(item[0]).strip().lower():
+        if item[1] == "airflow.cfg" and _is_generated_default(name, item[0]):
             continue
         out[name] = (str(item[0]), f"airflow conf ({item[1]})")
     return out
@@ -148,6 +113,13 @@ def _airflow_values() -> dict[str, tuple[str, str]] | None:
 #: Provider defaults that differ from this package's, as Airflow writes them into a
 #: generated airflow.cfg (lower-cased).
 _GENERATED_DEFAULTS = {"execute_in_thread": "false"}
+
+#: The source of a key whose airflow.cfg value is the one Airflow generates (see above).
+GENERATED_SOURCE = "default (airflow.cfg has the value Airflow generates: treated as unset)"
+
+
+def _is_generated_default(name: str, raw: object) -> bool:
+    return _GENERATED_DEFAULTS.get(name) == str(raw).strip().lower()
 
 
 def load_config_with_sources(
@@ -168,6 +140,11 @@ def load_config_with_sources(
         elif airflow is not None and key.name in airflow:
             raw, source = airflow[key.name]
         elif key.name in file_values:
+            if _is_generated_default(key.name, file_values[key.name]):
+                # Read the file as the plugin reads it through Airflow's conf, so that
+                # `check` reports what the plugin will do.
+                sources[key.name] = GENERATED_SOURCE
+                continue
             raw, source = file_values[key.name], f"file {path}"
         else:
             sources[key.name] = "default"

@@ -59,6 +59,15 @@ KAFKA_RETRYABLE_CODES = frozenset(
 )
 
 
+#: librdkafka's fatal error code (``KafkaError._FATAL``): the producer is unusable for good.
+KAFKA_FATAL_CODE = -150
+
+
+def kafka_error_is_fatal(error: Any) -> bool:
+    """Whether a ``confluent_kafka.KafkaError`` leaves its producer unusable."""
+    return bool(error.fatal() or error.code() == KAFKA_FATAL_CODE)
+
+
 class CallTimeout(TimeoutError):
     """The inner transport did not return within the per-call timeout; the call was abandoned."""
 
@@ -86,16 +95,16 @@ class RetryPolicy:
         metadata={"key": "emitter_retry_attempts"},
     )
     initial_backoff_s: float = attrs.field(
-        default=0.5, validator=v.positive(), metadata={"key": "emitter_retry_initial_backoff"}
+        default=0.5, validator=v.seconds(), metadata={"key": "emitter_retry_initial_backoff"}
     )
     max_backoff_s: float = attrs.field(
-        default=10.0, validator=v.positive(), metadata={"key": "emitter_retry_max_backoff"}
+        default=10.0, validator=v.seconds(), metadata={"key": "emitter_retry_max_backoff"}
     )
     deadline_s: float = attrs.field(
-        default=30.0, validator=v.positive(), metadata={"key": "emitter_retry_deadline"}
+        default=30.0, validator=v.seconds(), metadata={"key": "emitter_retry_deadline"}
     )
     retry_after_max_s: float = attrs.field(
-        default=30.0, validator=v.at_least(0), metadata={"key": "emitter_retry_after_max"}
+        default=30.0, validator=v.seconds(zero_ok=True), metadata={"key": "emitter_retry_after_max"}
     )
 
     @max_backoff_s.validator
@@ -230,7 +239,7 @@ def _kafka_verdict(err: BaseException) -> Verdict | None:
     if not isinstance(error, kafka.KafkaError):
         return Verdict(False, "kafka_error")
     name = str(error.name()).lstrip("_").lower()
-    if error.fatal() or error.code() == -150:  # _FATAL: the producer is unusable for good
+    if kafka_error_is_fatal(error):
         return Verdict(False, f"kafka_fatal_{name}")
     if error.retriable() or error.code() in KAFKA_RETRYABLE_CODES:
         return Verdict(True, f"kafka_{name}")
@@ -248,11 +257,13 @@ def parse_retry_after(value: object) -> float | None:
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    except Exception:  # noqa: BLE001 - any header we cannot read means "no hint": back off
+        # Not only ValueError: an oversized year or hour raises OverflowError from the
+        # datetime constructor, and it must not turn a retryable 503 into a drop.
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 class BreakerState(enum.Enum):
