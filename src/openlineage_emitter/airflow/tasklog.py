@@ -18,10 +18,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter.stats import EmitterStats
 from openlineage_emitter.transport import ThreadedTransport
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 #: The adapter's line after ``client.emit`` returned (provider 2.14 to 2.20).
 PROVIDER_SUCCESS = "Successfully emitted OpenLineage `%s` event of id `%s`"
