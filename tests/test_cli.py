@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from openlineage.client.serde import Serde
 
-from openlineage_emitter.collector import Collector, refusing_url
+from openlineage_emitter.collector import Answer, Collector, refusing_url
 from openlineage_emitter.spool import Spool
 from tests.conftest import make_event
 
@@ -224,6 +224,81 @@ def test_replay_with_a_dead_backend_leaves_the_spool_and_fails(env: dict[str, st
     assert result.returncode == 1
     assert "left 4" in result.stdout
     assert Spool(tmp_path / "spool", 10**9).pending() == (2, 4)
+
+
+THREADED = "openlineage_emitter.ThreadedTransport"
+
+
+def shaped(shape: str, url: str) -> dict[str, Any]:
+    """The transport config as an operator writes it: plain http, or one whose ``emit`` only queues."""
+    http = {"type": "http", "url": url}
+    shapes: dict[str, dict[str, Any]] = {
+        "plain": http,
+        "threaded": {"type": THREADED, "inner": http},
+        "async_http": {"type": "async_http", "url": url},
+        "composite_of_threaded": {"type": "composite", "transports": [{"type": THREADED, "inner": http}]},
+    }
+    return shapes[shape]
+
+
+@pytest.mark.parametrize("shape", ["plain", "threaded"])
+def test_check_send_reports_what_the_backend_answered(
+    env: dict[str, str], collector: Collector, shape: str
+) -> None:
+    result = cli(transport_env(env, shaped(shape, collector.url)), "check", "--send")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "HTTP 200" in result.stdout
+    assert len(collector.events) == 1
+
+
+@pytest.mark.parametrize("shape", ["plain", "threaded", "async_http", "composite_of_threaded"])
+def test_check_send_to_a_refusing_backend_is_not_reported_accepted(env: dict[str, str], shape: str) -> None:
+    result = cli(transport_env(env, shaped(shape, refusing_url())), "check", "--send")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "accepted" not in result.stdout
+    assert result.stdout.strip().splitlines()[-1].startswith("error: test event failed")
+
+
+@pytest.mark.parametrize("shape", ["plain", "threaded", "async_http"])
+def test_replay_delivers_every_spooled_event_before_removing_the_batch(
+    env: dict[str, str], collector: Collector, tmp_path: Path, shape: str
+) -> None:
+    run_ids = fill_spool(tmp_path / "spool", batches=1, per_batch=20)
+    result = cli(
+        transport_env(env, shaped(shape, collector.url)), "replay", "--spool-dir", str(tmp_path / "spool")
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "delivered 20, failed 0 (quarantined), left 0" in result.stdout
+    assert sorted(e["run"]["runId"] for e in collector.events) == sorted(run_ids)
+    assert Spool(tmp_path / "spool", 10**9).pending() == (0, 0)
+
+
+@pytest.mark.parametrize("shape", ["plain", "threaded"])
+def test_replay_to_a_refusing_backend_keeps_the_batch_and_says_so(
+    env: dict[str, str], tmp_path: Path, shape: str
+) -> None:
+    fill_spool(tmp_path / "spool", batches=1, per_batch=20)
+    env = transport_env(env, shaped(shape, refusing_url()))
+    env["AIRFLOW__OPENLINEAGE__EMITTER_RETRY_ATTEMPTS"] = "1"
+    result = cli(env, "replay", "--spool-dir", str(tmp_path / "spool"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "delivered 0, failed 0 (quarantined), left 20; stopped: backend unavailable" in result.stdout
+    assert Spool(tmp_path / "spool", 10**9).pending() == (1, 20)
+
+
+def test_replay_retries_with_the_threaded_transports_own_policy(
+    env: dict[str, str], collector: Collector, tmp_path: Path
+) -> None:
+    """The wrapper's ``retry`` applies to the synchronous sends too: two 503s, then 200."""
+    run_ids = fill_spool(tmp_path / "spool", batches=1, per_batch=1)
+    collector.script([Answer(status=503), Answer(status=503)])
+    transport = {**shaped("threaded", collector.url), "retry": {"attempts": 3, "initial_backoff": 0.01}}
+    env = transport_env(env, transport)
+    env["AIRFLOW__OPENLINEAGE__EMITTER_RETRY_ATTEMPTS"] = "1"
+    result = cli(env, "replay", "--spool-dir", str(tmp_path / "spool"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [r.status for r in collector.received] == [503, 503, 200]
+    assert [e["run"]["runId"] for e in collector.events] == run_ids
 
 
 def test_replay_needs_a_spool_directory(env: dict[str, str], collector: Collector) -> None:

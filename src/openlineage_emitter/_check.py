@@ -14,18 +14,18 @@ from uuid import uuid4
 
 from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
 from openlineage.client.transport import get_default_factory
-from openlineage.client.transport.transport import Transport
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from openlineage_emitter._client_config import NO_TRANSPORT, choose_transport, fail
+from openlineage_emitter._oneshot import OneShot, one_shot
 from openlineage_emitter._secrets import mask
 from openlineage_emitter._strategy_report import describe_task_strategy
 from openlineage_emitter.config import KEYS, LoadedConfig, load_config_with_sources, value_at
 from openlineage_emitter.emitter import _short
 from openlineage_emitter.errors import ConfigError
-from openlineage_emitter.transport import _inner_config, sender_for
+from openlineage_emitter.settings import EmitterSettings
 
 PRODUCER = "https://github.com/openlineage-emitter/check"
 
@@ -38,8 +38,8 @@ def _value_of(config: Any, path: tuple[str, ...]) -> Any:
     return value_at(config, path)
 
 
-def build_transport(config: dict[str, Any], settings: Any) -> Transport:
-    """The inner transport as the emitter would use it (http: no urllib3 retries)."""
+def build_transport(config: dict[str, Any], settings: EmitterSettings) -> OneShot:
+    """The synchronous sender a one-shot command uses (see ``_oneshot``)."""
     factory = get_default_factory()
     kind = config.get("type")
     known = sorted(getattr(factory, "transports", {}))
@@ -55,7 +55,7 @@ def build_transport(config: dict[str, Any], settings: Any) -> Transport:
         # openlineage-python logs the bare import error ("not enough values to unpack"):
         # the error below says it better.
         with _captured("openlineage.client.utils"):
-            return factory.create(_inner_config(dict(config), settings))
+            return one_shot(config, settings)
     except ImportError as exc:
         cause = exc.__cause__ or exc
         raise CheckFailed(f"cannot import the transport class {kind!r}: {cause} ({naming})") from exc
@@ -143,17 +143,22 @@ def run_check(console: Console, *, send: bool) -> int:
     _say(console, f"transport ({choice.source}): {json.dumps(mask(choice.config))}")
     try:
         with _captured("openlineage_emitter") as notes:
-            transport = build_transport(choice.config, loaded.config.emitter)
-        for note in notes:
-            _say(console, f"note: {mask(note)}")
-        _say(console, f"transport built: {transport.kind}")
+            sender = build_transport(choice.config, loaded.config.emitter)
+    except CheckFailed as exc:
+        return fail(console, str(exc))
+    for note in notes:
+        _say(console, f"note: {mask(note)}")
+    built = f"transport built: {sender.kind}"
+    if sender.unwrapped:
+        built += f" (check --send and replay deliver through it directly, around {sender.unwrapped})"
+    _say(console, built)
+    try:
         if send:
-            _send(console, sender_for(transport, loaded.config.emitter), loaded.config.emitter.call_timeout_s)
+            _send(console, sender.send, sender.settings.call_timeout_s)
     except CheckFailed as exc:
         return fail(console, str(exc))
     finally:
-        if "transport" in locals():
-            transport.close(0)
+        sender.transport.close(0)
     return 0
 
 
