@@ -76,6 +76,8 @@ class _Described:
         self._source = source
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_source":  # not set yet (copy, pickle): never recurse
+            raise AttributeError(name)
         return getattr(self._source, name)
 
     def __str__(self) -> str:
