@@ -70,6 +70,22 @@ def hand_made(directory: Path, content: bytes, *, count: int, when_ns: int = 1) 
     return path
 
 
+def damaged_batch(spool_dir: Path, count: int, hit: tuple[int, int]) -> tuple[list[Any], Path, bytes]:
+    """A real batch of ``count`` events whose bytes from inside record ``hit[0]`` to inside
+    record ``hit[1]`` are overwritten; (events, batch, the damaged span as replay sees it)."""
+    events = [make_event(job="spooled") for _ in range(count)]
+    assert Spool(spool_dir, BIG).write([record(e) for e in events])
+    [batch] = batches(spool_dir)
+    starts = [0]
+    for event in events:
+        starts.append(starts[-1] + len(frame(record(event))))
+    data = bytearray(batch.read_bytes())
+    first, last = hit
+    data[starts[first] + 40 : starts[last] + 20] = b"#" * (starts[last] + 20 - starts[first] - 40)
+    batch.write_bytes(bytes(data))
+    return events, batch, bytes(data[starts[first] : starts[last + 1]])
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -757,25 +773,14 @@ def test_a_corrupt_batch_is_quarantined_and_take_goes_on_to_the_next(spool_dir: 
 def test_a_batch_corrupted_in_the_middle_delivers_every_intact_event_and_quarantines_only_the_damage(
     spool_dir: Path, collector: Collector, make_transport: MakeTransport
 ) -> None:
-    events = [make_event(job="spooled") for _ in range(20)]
-    assert Spool(spool_dir, BIG).write([record(e) for e in events])
-    [batch] = batches(spool_dir)
-    starts = [0]
-    for event in events:
-        starts.append(starts[-1] + len(frame(record(event))))
-    data = bytearray(batch.read_bytes())
-    data[starts[7] + 40 : starts[9] + 20] = b"#" * (starts[9] + 20 - starts[7] - 40)  # hits 7, 8 and 9
-    batch.write_bytes(bytes(data))
-
+    events, batch, damaged = damaged_batch(spool_dir, 20, (7, 9))
     transport = make_transport(collector.url, spool_dir)
     [live] = emit_all(transport, 1, job="live")
     assert collector.wait_for(18, timeout_s=5)
     assert wait_until(lambda: entries(spool_dir) == [])
     intact = [e.run.runId for i, e in enumerate(events) if i not in (7, 8, 9)]
     assert sorted(run_ids(collector.events)) == sorted([live, *intact])
-    assert (spool_dir / "quarantine" / f"{batch.name}.damaged").read_bytes() == bytes(
-        data[starts[7] : starts[10]]
-    )
+    assert (spool_dir / "quarantine" / f"{batch.name}.damaged").read_bytes() == damaged
     assert transport.stats().quarantined == 3
 
 
@@ -1078,6 +1083,20 @@ def test_a_replay_command_killed_mid_batch_resends_at_most_the_event_in_flight(
     assert again.returncode == 0, again.stdout + again.stderr
     assert sorted(set(delivered)) == sorted(spooled)
     assert len(delivered) - len(spooled) <= 1
+
+
+@pytest.mark.integration
+def test_the_replay_command_delivers_the_intact_events_of_a_damaged_batch_and_reports_the_rest(
+    spool_dir: Path, collector: Collector, tmp_path: Path
+) -> None:
+    events, batch, damaged = damaged_batch(spool_dir, 20, (3, 5))
+    command, env = replay_command(spool_dir, collector.url, tmp_path)
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "delivered 17, failed 3 (quarantined), left 0" in result.stdout
+    intact = [e.run.runId for i, e in enumerate(events) if i not in (3, 4, 5)]
+    assert sorted(run_ids(collector.events)) == sorted(intact)
+    assert (spool_dir / "quarantine" / f"{batch.name}.damaged").read_bytes() == damaged
 
 
 @pytest.mark.integration
