@@ -95,16 +95,16 @@ class RetryPolicy:
         metadata={"key": "emitter_retry_attempts"},
     )
     initial_backoff_s: float = attrs.field(
-        default=0.5, validator=v.positive(), metadata={"key": "emitter_retry_initial_backoff"}
+        default=0.5, validator=v.seconds(), metadata={"key": "emitter_retry_initial_backoff"}
     )
     max_backoff_s: float = attrs.field(
-        default=10.0, validator=v.positive(), metadata={"key": "emitter_retry_max_backoff"}
+        default=10.0, validator=v.seconds(), metadata={"key": "emitter_retry_max_backoff"}
     )
     deadline_s: float = attrs.field(
-        default=30.0, validator=v.positive(), metadata={"key": "emitter_retry_deadline"}
+        default=30.0, validator=v.seconds(), metadata={"key": "emitter_retry_deadline"}
     )
     retry_after_max_s: float = attrs.field(
-        default=30.0, validator=v.at_least(0), metadata={"key": "emitter_retry_after_max"}
+        default=30.0, validator=v.seconds(zero_ok=True), metadata={"key": "emitter_retry_after_max"}
     )
 
     @max_backoff_s.validator
@@ -257,11 +257,13 @@ def parse_retry_after(value: object) -> float | None:
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    except Exception:  # noqa: BLE001 - any header we cannot read means "no hint": back off
+        # Not only ValueError: an oversized year or hour raises OverflowError from the
+        # datetime constructor, and it must not turn a retryable 503 into a drop.
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 class BreakerState(enum.Enum):

@@ -37,7 +37,7 @@ class EmitterSettings:
         metadata={"key": "emitter_overflow"},
     )
     call_timeout_s: float = attrs.field(
-        default=5.0, validator=v.positive(), metadata={"key": "emitter_call_timeout"}
+        default=5.0, validator=v.seconds(), metadata={"key": "emitter_call_timeout"}
     )
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     breaker_threshold: int = attrs.field(
@@ -46,10 +46,10 @@ class EmitterSettings:
         metadata={"key": "emitter_breaker_threshold"},
     )
     breaker_cooldown_s: float = attrs.field(
-        default=30.0, validator=v.positive(), metadata={"key": "emitter_breaker_cooldown"}
+        default=30.0, validator=v.seconds(), metadata={"key": "emitter_breaker_cooldown"}
     )
     shutdown_timeout_s: float = attrs.field(
-        default=5.0, validator=v.at_least(0), metadata={"key": "emitter_shutdown_timeout"}
+        default=5.0, validator=v.seconds(zero_ok=True), metadata={"key": "emitter_shutdown_timeout"}
     )
     #: Where undeliverable events are spilled (None: no spool). Used by ThreadedTransport.
     spool_dir: str | None = attrs.field(

@@ -43,6 +43,11 @@ class EmitterStats:
     replayed: int
     quarantined: int
     spool_evicted: int
+    #: Calls abandoned at their timeout (or in flight at close) that the backend answered
+    #: with success afterwards. Not part of the accounting identity: each such event is
+    #: also counted where its retry or close left it (delivered again, spooled or
+    #: dropped), so this is the number of possible duplicates the backend saw.
+    late_delivered: int
     latency_p50_s: float | None
     latency_p99_s: float | None
 
@@ -70,6 +75,7 @@ class Counters:
         self.replayed = 0
         self.quarantined = 0
         self.spool_evicted = 0
+        self.late_delivered = 0
         self.dropped = dict.fromkeys(DROP_REASONS, 0)
         self.latencies_s: deque[float] = deque(maxlen=latency_window)
 
@@ -92,6 +98,7 @@ class Counters:
             replayed=self.replayed,
             quarantined=self.quarantined,
             spool_evicted=self.spool_evicted,
+            late_delivered=self.late_delivered,
             latency_p50_s=_percentile(ordered, 0.50),
             latency_p99_s=_percentile(ordered, 0.99),
         )

@@ -8,7 +8,6 @@ OpenLineageClient(config={"transport": {
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,8 +22,9 @@ from openlineage_emitter._backlog import SpoolBacklog
 from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter._kafka import KafkaDelivery, kafka_attempt_wait_s, kafka_producer_config
 from openlineage_emitter._keys import Parse, keys_of, transport_key
+from openlineage_emitter._secrets import masked_logger, masked_repr
 from openlineage_emitter.config import load_config
-from openlineage_emitter.emitter import ThreadEmitter
+from openlineage_emitter.emitter import ThreadEmitter, clamp_wait_s
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.metrics import Metrics
 from openlineage_emitter.retry import RetryPolicy
@@ -32,7 +32,7 @@ from openlineage_emitter.settings import EmitterSettings
 from openlineage_emitter.spool import Spool
 from openlineage_emitter.stats import EmitterStats
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 #: urllib3 retry settings that switch the http transport's own retries off: the
 #: emitter's policy is the one retry layer, so retries neither nest nor outlive the
@@ -61,7 +61,9 @@ _AS_TRANSPORT_KEY = {key.name: transport_key(key) for key in keys_of(EmitterSett
 def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(given) - allowed)
     if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}", given[unknown[0]], f"one of the keys {sorted(allowed)}")
+        # An unknown key is often a credential in the wrong place (``auth``, ``custom_headers``
+        # meant for ``inner``): its value is never shown, the key name says enough.
+        raise ConfigError(f"{where}.{unknown[0]}", None, f"one of the keys {sorted(allowed)}", secret=True)
 
 
 @attrs.define
@@ -71,7 +73,7 @@ class ThreadedTransportConfig(Config):
     Keys not given default to the effective ``[openlineage] emitter_*`` values.
     """
 
-    inner: dict[str, Any]
+    inner: dict[str, Any] = attrs.field(repr=masked_repr)
     settings: EmitterSettings = attrs.field(factory=EmitterSettings)
 
     @classmethod
@@ -82,7 +84,7 @@ class ThreadedTransportConfig(Config):
         if not isinstance(inner, Mapping) or "type" not in inner:
             raise ConfigError(
                 f"{where}.inner",
-                inner,
+                None,
                 'the wrapped transport\'s config, e.g. {"type": "http", "url": "..."}',
                 secret=True,
             )
@@ -94,7 +96,7 @@ class ThreadedTransportConfig(Config):
         }
         retry_given = params.get("retry") or {}
         if not isinstance(retry_given, Mapping):
-            raise ConfigError(f"{where}.retry", retry_given, f"a mapping of {sorted(_RETRY_KEYS)}")
+            raise ConfigError(f"{where}.retry", None, f"a mapping of {sorted(_RETRY_KEYS)}", secret=True)
         _check_keys(f"{where}.retry", retry_given, set(_RETRY_KEYS))
         retry: dict[str, Any] = {
             attr: parse(f"{where}.retry.{key}", retry_given[key])
@@ -242,7 +244,7 @@ class ThreadedTransport(Transport):
         if self._kafka is not None:
             # Kafka: flush the producer within what is left of the same deadline (normally
             # nothing is left in it: every event waited for its delivery report).
-            flushed = self._kafka.close(max(0.0, deadline - time.monotonic()))
+            flushed = self._kafka.close(clamp_wait_s(deadline - time.monotonic()))
             return delivered and flushed
         if delivered:
             # Only when nothing is in flight: an abandoned call may still be using it.

@@ -33,14 +33,14 @@ import contextlib
 import contextvars
 import functools
 import inspect
-import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter.airflow import process
 from openlineage_emitter.transport import ThreadedTransport
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 #: Set on a class once it is patched, so a second plugin manager in the same process
 #: (core and task SDK both load plugins) does not wrap the wrappers.

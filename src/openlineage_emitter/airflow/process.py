@@ -23,13 +23,13 @@ the parent's ones used do not exist in it. The ``ThreadedTransport`` re-initiali
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter.airflow.inprocess import InProcessExecutor
 from openlineage_emitter.airflow.metrics import Role, airflow_stats
 from openlineage_emitter.config import OpenLineageConfig
@@ -37,7 +37,7 @@ from openlineage_emitter.metrics import Metrics, Publisher
 from openlineage_emitter.strategies import Strategy, ThreadStrategy, select_strategy
 from openlineage_emitter.transport import ThreadedTransport
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 
 class Process:
