@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+import tenacity
+
 from openlineage_emitter._caller import TimedCaller
 from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter._ratelimit import RateLimitedLog
@@ -127,6 +129,9 @@ class ThreadEmitter:
         # spill is being written: still pending (reported in queue_depth), so that
         # ``stats()`` accounts for every submitted event at every moment.
         self._spilling = 0
+        #: What the backend last answered to a failed attempt ("connection_error: ..."),
+        #: for the close warning: at exit that is often the only line an operator sees.
+        self._last_failure = ""
         self._wake = threading.Event()
         self._abort = threading.Event()
         self._worker: threading.Thread | None = None
@@ -238,12 +243,21 @@ class ThreadEmitter:
         dropped = self._counters.dropped
         return sum(dropped.values()) - dropped["closed"]
 
-    def close(self, timeout_s: float | None = None) -> bool:
+    def close(
+        self,
+        timeout_s: float | None = None,
+        *,
+        budget_key: str = "emitter_shutdown_timeout",
+        budget_note: str = "",
+    ) -> bool:
         """Stop accepting, drain within ``timeout_s`` (default: the shutdown budget).
 
         Returns True if everything pending was delivered before the deadline. What is
         still pending then is spilled to the backlog if there is one, else dropped
-        (reason ``shutdown``), and logged.
+        (reason ``shutdown``), and logged. ``budget_key`` is the setting the warning
+        tells the operator to raise: the one that actually limited ``timeout_s`` (a host
+        may derive it from its own keys). ``budget_note`` says why the budget was short
+        (e.g. that earlier waits already spent it).
         """
         budget_s = self._settings.shutdown_timeout_s if timeout_s is None else timeout_s
         with self._lock:
@@ -272,14 +286,23 @@ class ThreadEmitter:
         self._caller.stop()
         if left:
             spooled = self._spill(left)
+            if self._last_failure:
+                answered = f"; the backend last answered {self._last_failure}"
+            elif current is not None:
+                answered = "; the backend had not answered the call in flight"
+            else:
+                answered = ""
             log.warning(
-                "%s closed after %gs with %d event(s) undelivered (%d in flight); %s; raise "
-                "emitter_shutdown_timeout to wait longer",
+                "%s closed after %gs with %d event(s) undelivered (%d in flight)%s; %s%s; raise %s "
+                "to wait longer",
                 self._name,
                 budget_s,
                 len(left),
                 int(current is not None),
+                f": {budget_note}" if budget_note else "",
                 "written to the spool" if spooled else "dropped",
+                answered,
+                budget_key,
             )
         self._summarise()
         return drained
@@ -428,8 +451,12 @@ class ThreadEmitter:
             )
             return
         probe = self._breaker.probing
+        attempts = 0
+        first_at = time.monotonic()
 
         def attempt() -> object:
+            nonlocal attempts
+            attempts += 1
             started = time.monotonic()
             try:
                 return self._caller.call(
@@ -445,7 +472,7 @@ class ThreadEmitter:
             else:
                 self._retrying(attempt)
         except BaseException as exc:  # noqa: BLE001 - classified and counted below, never lost
-            self._failed(event, exc)
+            self._failed(event, exc, attempts, time.monotonic() - first_at)
         else:
             latency_s = time.monotonic() - submitted_at
             with self._lock:
@@ -473,19 +500,23 @@ class ThreadEmitter:
             self._publisher.incr(f"breaker.{change}")
             self._publisher.gauge("breaker_state", {"opened": 2, "closed": 0}.get(change, -1))
 
-    def _count_retry(self, _state: object) -> None:
+    def _count_retry(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if exc is not None:
+            self._last_failure = f"{classify(exc).reason}: {_short(exc)}"
         with self._lock:
             self._counters.retried += 1
             self._counters.abandoned_calls = self._caller.abandoned_total
 
-    def _failed(self, event: Any, exc: BaseException) -> None:
+    def _failed(self, event: Any, exc: BaseException, attempts: int = 1, elapsed_s: float = 0.0) -> None:
         verdict = classify(exc)
+        self._last_failure = f"{verdict.reason}: {_short(exc)}"
         with self._lock:
             self._counters.failed += 1
         if not verdict.retryable:
             with self._lock:
                 if self._settle_current():  # else close() already counted it
-                    self._counters.dropped["non_retryable"] += 1
+                    self._counters.dropped[verdict.dropped_as] += 1
             # The backend answered (or the event itself is bad): it is not down.
             self._backend_answered(f" ({verdict.reason})")
             self._warn.warn(
@@ -500,36 +531,54 @@ class ThreadEmitter:
         if self._abort.is_set():
             self._settle(event, "shutdown")  # close() already reported it
             return
-        self._settle(event, "retries_exhausted")
+        spooled = self._settle(event, "retries_exhausted")
+        fate = "written to the spool" if spooled else "dropped"
+        keep = "" if self._backlog is not None else "; set emitter_spool_dir to keep such events"
         if self._breaker.record_failure() is BreakerState.OPEN:
             self._breaker_changed("opened")
             log.warning(
-                "%s: circuit breaker open: backend failing (%s: %s); not calling it for %gs",
+                "%s: circuit breaker open: backend failing (%s); not calling it for %gs (events "
+                "meanwhile are %s%s)",
                 self._name,
-                verdict.reason,
-                _short(exc),
+                self._last_failure,
                 self._settings.breaker_cooldown_s,
+                "spooled" if self._backlog is not None else "dropped",
+                keep,
             )
+            return
+        retry = self._settings.retry
+        # Name the limit that actually ended the retries: attempts often run out well
+        # before the deadline (5 attempts with the default backoff take ~11 s of 30).
+        if attempts >= retry.attempts:
+            limit, key = f"all {retry.attempts} attempts", "emitter_retry_attempts"
         else:
-            self._warn.warn(
-                "retries_exhausted",
-                "%s: event undelivered after retrying for up to %gs (%s: %s); check the backend "
-                "or raise emitter_retry_deadline",
-                self._name,
-                self._settings.retry.deadline_s,
-                verdict.reason,
-                _short(exc),
-            )
+            limit, key = f"the {retry.deadline_s:g}s deadline", "emitter_retry_deadline"
+        self._warn.warn(
+            "retries_exhausted",
+            "%s: event %s after %d attempt(s) in %.1fs: the backend answered %s; %s used up: "
+            "check the backend, or raise %s to retry longer%s",
+            self._name,
+            fate,
+            attempts,
+            elapsed_s,
+            self._last_failure,
+            limit,
+            key,
+            keep,
+        )
 
-    def _settle(self, event: Any, reason: str) -> None:
-        """An event the worker gives up on: spill it (unless close already did) or drop it."""
+    def _settle(self, event: Any, reason: str) -> bool:
+        """An event the worker gives up on: spill it (unless close already did) or drop it.
+
+        True if it was written to the spool."""
         with self._lock:
             mine = self._settle_current()
             if mine:
                 self._spilling += 1
             self._counters.abandoned_calls = self._caller.abandoned_total
         if mine:  # else close() spilled or dropped it and counted it
-            self._spill([event], reason)
+            return self._spill([event], reason)
+        return False
 
     def _settle_current(self) -> bool:
         """Under the lock: the worker's event stops being in flight. False if close() had
@@ -629,11 +678,43 @@ class ThreadEmitter:
 
 
 def _short(exc: BaseException) -> str:
+    """``Type: message`` of ``exc``, with its root cause's text instead of its own when
+    it wraps one: requests/urllib3 wrap "[Errno 111] Connection refused" in a message
+    so long that a 200-character prefix ends at "...Failed..."."""
     # Masked before truncating: a cut could split a secret so that the mask no longer matches it.
     from openlineage_emitter._secrets import mask_text
 
-    text = mask_text(f"{type(exc).__name__}: {exc}")
+    root = _root_cause(exc)
+    text = f"{type(exc).__name__}: {exc}"
+    if root is not exc:
+        text = f"{type(exc).__name__}: {type(root).__name__}: {root}"
+    text = mask_text(text)
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception with a message behind ``exc``: following its explicit cause
+    (``raise ... from``), urllib3's ``reason``, or an exception requests wraps as its first
+    argument."""
+    found, current, seen = exc, exc, 0
+    while seen < 16:
+        seen += 1
+        nested: BaseException | None = current.__cause__
+        if nested is None:
+            reason = getattr(current, "reason", None)
+            first = current.args[0] if current.args else None
+            if isinstance(reason, BaseException):
+                nested = reason
+            elif isinstance(first, BaseException):
+                nested = first
+            # Not the implicit __context__: an error raised while handling another is
+            # its own story ("during handling of the above exception, another occurred").
+        if nested is None or nested is current:
+            return found
+        current = nested
+        if str(current).strip():
+            found = current
+    return found
 
 
 def _close_at_exit(ref: weakref.ref[ThreadEmitter]) -> None:
