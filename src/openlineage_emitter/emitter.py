@@ -516,7 +516,7 @@ class ThreadEmitter:
         if not verdict.retryable:
             with self._lock:
                 if self._settle_current():  # else close() already counted it
-                    self._counters.dropped["non_retryable"] += 1
+                    self._counters.dropped[verdict.dropped_as] += 1
             # The backend answered (or the event itself is bad): it is not down.
             self._backend_answered(f" ({verdict.reason})")
             self._warn.warn(

@@ -83,6 +83,8 @@ class Verdict:
     retryable: bool
     reason: str
     retry_after_s: float | None = None
+    #: The drop reason a non-retryable failure is counted under (stats.DROP_REASONS).
+    dropped_as: str = "non_retryable"
 
 
 @attrs.frozen
@@ -184,6 +186,8 @@ def _status_and_headers(exc: BaseException) -> tuple[int | None, Any]:
 def classify(exc: BaseException) -> Verdict:
     """Retryable: connection errors, timeouts, HTTP 408/425/429/5xx, transient Kafka errors.
 
+    A 3xx (a redirect the http transport refused to follow) is not retryable: ``redirect``.
+
     Everything else drops. Kafka (confluent-kafka): a ``KafkaException`` whose error is
     fatal is not retried; one that says ``retriable()`` or has a code in
     ``KAFKA_RETRYABLE_CODES`` is; ``BufferError`` (librdkafka's queue is full) is.
@@ -199,6 +203,10 @@ def classify(exc: BaseException) -> Verdict:
             return kafka
         status, headers = _status_and_headers(err)
         if status is not None:
+            if 300 <= status < 400:
+                # Not followed (see _redirects): the event reached no backend, and the same
+                # POST would be redirected again. Counted apart: it is a config problem.
+                return Verdict(False, "redirect", dropped_as="redirect")
             if status in RETRYABLE_STATUSES:
                 return Verdict(True, f"http_{status}", parse_retry_after(headers.get("Retry-After")))
             return Verdict(False, f"http_{status}")

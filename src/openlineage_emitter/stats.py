@@ -14,6 +14,7 @@ DROP_REASONS = (
     "closed",  # submitted after close()
     "breaker_open",  # the backend was declared dead; not called
     "non_retryable",  # the backend or the serialiser rejected it (4xx, bad event)
+    "redirect",  # the backend answered with a 3xx; lineage POSTs do not follow redirects
     "retries_exhausted",  # retryable errors until attempts or the per-event deadline ran out
     "shutdown",  # still queued or in flight when the close/exit deadline was reached
 )

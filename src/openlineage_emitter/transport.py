@@ -22,6 +22,7 @@ from openlineage_emitter._backlog import SpoolBacklog
 from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter._kafka import KafkaDelivery, kafka_attempt_wait_s, kafka_producer_config
 from openlineage_emitter._keys import Parse, keys_of, transport_key
+from openlineage_emitter._redirects import no_redirect_session
 from openlineage_emitter._secrets import masked_logger, masked_repr
 from openlineage_emitter.config import load_config
 from openlineage_emitter.emitter import ThreadEmitter, clamp_wait_s
@@ -123,6 +124,7 @@ def _inner_config(inner: Mapping[str, Any], settings: EmitterSettings) -> dict[s
         # An abandoned call keeps its thread until the HTTP timeout fires: keep the
         # two equal unless the operator chose otherwise.
         config.setdefault("timeout", settings.call_timeout_s)
+        config["session"] = no_redirect_session()
     elif config.get("type") == KafkaTransport.kind and isinstance(config.get("config"), Mapping):
         # Kafka: see KafkaDelivery. Only producer defaults here; the operator's values win.
         if config.get("flush") is False:
@@ -196,14 +198,16 @@ class ThreadedTransport(Transport):
     ) -> ThreadedTransport:
         """Wrap an already built transport (e.g. the one an OpenLineage client made).
 
-        An ``HttpTransport``'s own urllib3 retries are switched off here too. With
+        An ``HttpTransport``'s own urllib3 retries are switched off here too, and it no
+        longer follows redirects (see ``_redirects``). With
         ``metrics`` (e.g. Airflow's ``Stats``) the emitter publishes ``ol.emitter.*``.
         A ``KafkaTransport``'s producer is rebuilt on first use with ThreadedTransport's
         producer defaults (``kafka_producer_config``).
         """
         if isinstance(inner, HttpTransport):
             inner.config.retry = dict(NO_HTTP_RETRY)
-            inner.session = None  # rebuilt on first use with the new retry settings
+            # A new session mounts an adapter with the new retry settings, and refuses redirects.
+            inner.session = no_redirect_session()
         if isinstance(inner, KafkaTransport):
             given = settings or load_config().emitter
             inner.kafka_config.config = kafka_producer_config(inner.kafka_config.config, given)
@@ -263,7 +267,7 @@ class ThreadedTransport(Transport):
         if isinstance(self.inner, HttpTransport):
             # The parent's pooled keep-alive sockets are shared with the child; writing
             # to them from two processes interleaves requests. Start a new session.
-            self.inner.session = None
+            self.inner.session = no_redirect_session()
         if self._kafka is not None:
             self._kafka.reset_after_fork()
 
