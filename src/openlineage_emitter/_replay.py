@@ -100,6 +100,7 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
             else:
                 claim.ack()
     _, left = spool.pending()
+    failed = max(failed, spool.quarantined)  # also the damaged part of a batch whose intact events went
     left += spool.in_place_records  # not quarantined, still in the spool
     sender.transport.close(0)
     summary = f"delivered {delivered}, failed {failed} (quarantined), left {left}"

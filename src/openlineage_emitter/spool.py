@@ -294,7 +294,11 @@ class Spool:
         return f"{time.time_ns():020d}-{os.getpid()}-{next(self._seq):08d}-{count}{_SUFFIX}"
 
     def write(self, records: Sequence[bytes]) -> bool:
-        """Write one batch durably (temp file, fsync, atomic rename). Never raises."""
+        """Write one batch durably; True only once it is whole and fsynced. Never raises.
+
+        Temp file (every byte written, fsynced), atomic rename, directory fsynced: a
+        crash at any point leaves the whole batch or none of it.
+        """
         if not records:
             return True
         name = self._name(len(records))
