@@ -546,9 +546,30 @@ BAD_VALUES = [
     ),
     pytest.param(Bad("emitter_breaker_cooldown", "0", "0.0", "a number of seconds > 0"), id="cooldown-zero"),
     pytest.param(
-        Bad("emitter_retry_after_max", "-1", "-1.0", "a number >= 0"), id="retry-after-max-negative"
+        Bad("emitter_retry_after_max", "-1", "-1.0", "a number of seconds >= 0"),
+        id="retry-after-max-negative",
     ),
-    pytest.param(Bad("emitter_shutdown_timeout", "-0.5", "-0.5", "a number >= 0"), id="shutdown-negative"),
+    pytest.param(
+        Bad("emitter_shutdown_timeout", "-0.5", "-0.5", "a number of seconds >= 0"), id="shutdown-negative"
+    ),
+    *(
+        # Every duration has an upper bound: past threading.TIMEOUT_MAX a wait raises
+        # OverflowError on the worker or at exit instead of a config error here.
+        pytest.param(
+            Bad(key, "1e12", "1000000000000.0", f"a number of seconds {low} and <= 86400 (one day)"),
+            id=f"{key}-too-long",
+        )
+        for key, low in [
+            ("execution_timeout", "> 0"),
+            ("emitter_call_timeout", "> 0"),
+            ("emitter_retry_initial_backoff", "> 0"),
+            ("emitter_retry_max_backoff", "> 0"),
+            ("emitter_retry_deadline", "> 0"),
+            ("emitter_retry_after_max", ">= 0"),
+            ("emitter_breaker_cooldown", "> 0"),
+            ("emitter_shutdown_timeout", ">= 0"),
+        ]
+    ),
     pytest.param(Bad("emitter_call_timeout", "nan", "'nan'", "a finite number of seconds"), id="nan"),
     pytest.param(Bad("emitter_retry_deadline", "inf", "'inf'", "a finite number of seconds"), id="inf"),
     pytest.param(

@@ -153,3 +153,60 @@ def test_a_run_emitted_across_fork_keeps_start_before_complete(collector: Collec
         assert [e["eventType"] for e in collector.events] == ["START", "COMPLETE"]
     finally:
         transport.close(1)
+
+
+BOUNDLESS_CHILD = textwrap.dedent(
+    """
+    import logging, sys
+    from openlineage.client import OpenLineageClient
+    sys.path.insert(0, {root!r})
+    logging.basicConfig(level=logging.INFO)
+    from tests.conftest import make_event
+
+    client = OpenLineageClient(config={{"transport": {{
+        "type": "openlineage_emitter.ThreadedTransport",
+        "inner": {{"type": "http", "url": sys.argv[1]}},
+        "spool_dir": sys.argv[2] or None,
+        "call_timeout": 0.5, "retry": {{"attempts": 2, "initial_backoff": 0.05, "max_backoff": 0.1}},
+        "shutdown_timeout": {budget}}}}})
+    for _ in range(5):
+        client.emit(make_event())
+    print("exiting", flush=True)
+    """
+)
+
+
+def run_boundless_child(url: str, budget: str, spool_dir: str = "") -> subprocess.CompletedProcess[str]:
+    script = BOUNDLESS_CHILD.format(root=ROOT, budget=budget)
+    return subprocess.run(
+        [sys.executable, "-c", script, url, spool_dir],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("spool", [False, True], ids=["no-spool", "spool"])
+def test_exit_with_the_longest_budget_and_a_refusing_backend_counts_every_event(
+    spool: bool, tmp_path: os.PathLike[str]
+) -> None:
+    from openlineage_emitter.collector import refusing_url
+
+    spool_dir = os.path.join(tmp_path, "spool") if spool else ""
+    done = run_boundless_child(refusing_url(), "86400", spool_dir)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Exception ignored" not in done.stderr
+    summary = "spooled 5, dropped 0" if spool else "spooled 0, dropped 5"
+    assert f"closed: delivered 0, {summary}" in done.stderr
+
+
+def test_a_shutdown_budget_past_the_bound_is_a_config_error_not_an_exit_traceback() -> None:
+    from openlineage_emitter.collector import refusing_url
+
+    done = run_boundless_child(refusing_url(), "1e12")
+    assert "Exception ignored in atexit" not in done.stderr
+    assert "OverflowError" not in done.stderr
+    assert "shutdown_timeout = 1000000000000.0" in done.stderr
+    assert "<= 86400 (one day)" in done.stderr

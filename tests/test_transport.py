@@ -175,6 +175,18 @@ def test_retry_after_http_date_is_honoured(collector: Collector, make_transport:
     assert second.at - first.at >= 0.9  # HTTP dates have one-second resolution
 
 
+def test_retry_after_date_out_of_range_falls_back_to_backoff(
+    collector: Collector, make_transport: MakeTransport
+) -> None:
+    collector.script([Answer(status=503, retry_after="Wed, 21 Oct 99999999999 07:28:00 GMT")])
+    transport = make_transport(collector.url)
+    transport.emit(make_event())
+    assert transport.flush(5)
+    assert [r.status for r in collector.received] == [503, 200]
+    stats = transport.stats()
+    assert (stats.delivered, stats.dropped_total) == (1, 0)
+
+
 def test_start_is_delivered_before_complete_while_start_is_retried(
     collector: Collector, make_transport: MakeTransport
 ) -> None:

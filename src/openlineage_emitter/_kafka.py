@@ -18,15 +18,16 @@ from openlineage.client.serde import Serde
 from openlineage.client.transport.kafka import KafkaTransport
 
 from openlineage_emitter._ratelimit import RateLimitedLog
+from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter.retry import kafka_error_is_fatal
 from openlineage_emitter.settings import EmitterSettings
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 
 #: librdkafka's own log lines (broker connection failures, ...) go to this logger instead
 #: of being written by C code straight to the process's stderr.
-LIBRDKAFKA_LOG = logging.getLogger("openlineage_emitter.librdkafka")
+LIBRDKAFKA_LOG = masked_logger("openlineage_emitter.librdkafka")
 
 
 class _LibrdkafkaLog:

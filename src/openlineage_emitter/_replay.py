@@ -12,11 +12,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from openlineage_emitter._caller import TimedCaller
 from openlineage_emitter._check import CheckFailed, build_transport
 from openlineage_emitter._client_config import NO_TRANSPORT, choose_transport, fail
+from openlineage_emitter._safefs import UntrustedDirectoryError
 from openlineage_emitter._spool_location import locate
 from openlineage_emitter.config import load_config_with_sources
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.retry import classify
-from openlineage_emitter.spool import Spool, SpoolError
+from openlineage_emitter.spool import QuarantineError, Spool, SpoolError
 
 
 def run_replay(console: Console, spool_dir: str | None) -> int:
@@ -44,7 +45,11 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
     except CheckFailed as exc:
         return fail(console, str(exc))
 
-    spool = Spool(directory, settings.spool_max_bytes)
+    try:
+        spool = Spool(directory, settings.spool_max_bytes)
+    except UntrustedDirectoryError as exc:
+        sender.transport.close(0)
+        return fail(console, f"refusing the spool directory: {exc}")
     spool.reclaim_orphans()
     # Synchronous per-event delivery (never an enqueue), so a batch is acked only once
     # the backend answered for every record; with the sender's settings, which are a
@@ -72,8 +77,11 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
                 records = claim.records()
                 events = [json.loads(r) for r in records]
             except (SpoolError, ValueError) as exc:
-                claim.quarantine(str(exc)[:200])
-                failed += claim.count
+                try:
+                    claim.quarantine(str(exc)[:200])
+                    failed += claim.count
+                except QuarantineError as not_set_aside:  # left in the spool; go on with the rest
+                    fail(progress.console, str(not_set_aside))
                 progress.advance(task, claim.count)
                 continue
             done = 0
@@ -85,8 +93,11 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
                     if verdict.retryable:
                         stopped = f"backend unavailable ({verdict.reason})"
                         break
-                    spool.quarantine_records([record], verdict.reason)
-                    failed += 1
+                    try:
+                        spool.quarantine_records([record], verdict.reason)
+                        failed += 1
+                    except QuarantineError as not_set_aside:  # kept in the spool; go on with the rest
+                        fail(progress.console, str(not_set_aside))
                 else:
                     delivered += 1
                 done += 1
@@ -97,6 +108,8 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
             else:
                 claim.ack()
     _, left = spool.pending()
+    failed = max(failed, spool.quarantined)  # also the damaged part of a batch whose intact events went
+    left += spool.in_place_records  # not quarantined, still in the spool
     sender.transport.close(0)
     summary = f"delivered {delivered}, failed {failed} (quarantined), left {left}"
     console.print(

@@ -19,6 +19,7 @@ import attrs
 
 from openlineage_emitter import _validators as v
 from openlineage_emitter._keys import SECTION, Key, keys_of
+from openlineage_emitter._secrets import masked_repr
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.retry import RetryPolicy
 from openlineage_emitter.settings import EmitterSettings
@@ -32,7 +33,7 @@ class OpenLineageConfig:
         default=True, validator=v.is_bool, metadata={"key": "execute_in_thread"}
     )
     execution_timeout_s: float = attrs.field(
-        default=10.0, validator=v.positive(), metadata={"key": "execution_timeout"}
+        default=10.0, validator=v.seconds(), metadata={"key": "execution_timeout"}
     )
     disabled: bool = attrs.field(default=False, validator=v.is_bool, metadata={"key": "disabled"})
     force_fork: bool = attrs.field(default=False, validator=v.is_bool, metadata={"key": "emitter_force_fork"})
@@ -40,7 +41,7 @@ class OpenLineageConfig:
         default=True, validator=v.is_bool, metadata={"key": "emitter_plugin_enabled"}
     )
     transport: Mapping[str, Any] | None = attrs.field(
-        default=None, metadata={"key": "transport", "secret": True}
+        default=None, repr=masked_repr, metadata={"key": "transport", "secret": True}
     )
     emitter: EmitterSettings = attrs.field(factory=EmitterSettings)
 

@@ -8,16 +8,16 @@ the caller's of ``submit``, and never raises.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Mapping
 from typing import Protocol
 
 from openlineage_emitter._ratelimit import RateLimitedLog
+from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter.stats import EmitterStats
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 PREFIX = "ol.emitter"
 
@@ -32,6 +32,7 @@ COUNTERS = {
     "quarantined": "quarantined",
     "abandoned_calls": "abandoned_calls",
     "spool_evicted": "spool_evicted",
+    "late_delivered": "late_delivered",
 }
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 

@@ -48,7 +48,7 @@ class EmitterSettings:
         metadata={"key": "emitter_overflow"},
     )
     call_timeout_s: float = attrs.field(
-        default=5.0, validator=v.positive(), metadata={"key": "emitter_call_timeout"}
+        default=5.0, validator=v.seconds(), metadata={"key": "emitter_call_timeout"}
     )
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     breaker_threshold: int = attrs.field(
@@ -57,10 +57,10 @@ class EmitterSettings:
         metadata={"key": "emitter_breaker_threshold"},
     )
     breaker_cooldown_s: float = attrs.field(
-        default=30.0, validator=v.positive(), metadata={"key": "emitter_breaker_cooldown"}
+        default=30.0, validator=v.seconds(), metadata={"key": "emitter_breaker_cooldown"}
     )
     shutdown_timeout_s: float = attrs.field(
-        default=5.0, validator=v.at_least(0), metadata={"key": "emitter_shutdown_timeout"}
+        default=5.0, validator=v.seconds(zero_ok=True), metadata={"key": "emitter_shutdown_timeout"}
     )
     #: Where undeliverable events are spilled: a directory, ``SPOOL_OFF``, or None (unset:
     #: the process default, see ``transport.use_default_spool_dir``; none outside Airflow).

@@ -8,7 +8,6 @@ OpenLineageClient(config={"transport": {
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,10 +22,11 @@ from openlineage_emitter._backlog import SpoolBacklog
 from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter._kafka import KafkaDelivery, kafka_attempt_wait_s, kafka_producer_config
 from openlineage_emitter._keys import Parse, keys_of, transport_key
-from openlineage_emitter._secrets import mask_text
+from openlineage_emitter._redirects import no_redirect_session
+from openlineage_emitter._secrets import masked_logger, masked_repr
 from openlineage_emitter._spool_location import make_private_dir
 from openlineage_emitter.config import load_config
-from openlineage_emitter.emitter import ThreadEmitter
+from openlineage_emitter.emitter import ThreadEmitter, clamp_wait_s
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.metrics import Metrics
 from openlineage_emitter.retry import RetryPolicy
@@ -34,7 +34,7 @@ from openlineage_emitter.settings import SPOOL_OFF, EmitterSettings
 from openlineage_emitter.spool import Spool
 from openlineage_emitter.stats import EmitterStats
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 #: urllib3 retry settings that switch the http transport's own retries off: the
 #: emitter's policy is the one retry layer, so retries neither nest nor outlive the
@@ -63,7 +63,9 @@ _AS_TRANSPORT_KEY = {key.name: transport_key(key) for key in keys_of(EmitterSett
 def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(given) - allowed)
     if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}", given[unknown[0]], f"one of the keys {sorted(allowed)}")
+        # An unknown key is often a credential in the wrong place (``auth``, ``custom_headers``
+        # meant for ``inner``): its value is never shown, the key name says enough.
+        raise ConfigError(f"{where}.{unknown[0]}", None, f"one of the keys {sorted(allowed)}", secret=True)
 
 
 @attrs.define
@@ -73,7 +75,7 @@ class ThreadedTransportConfig(Config):
     Keys not given default to the effective ``[openlineage] emitter_*`` values.
     """
 
-    inner: dict[str, Any]
+    inner: dict[str, Any] = attrs.field(repr=masked_repr)
     settings: EmitterSettings = attrs.field(factory=EmitterSettings)
 
     @classmethod
@@ -84,7 +86,7 @@ class ThreadedTransportConfig(Config):
         if not isinstance(inner, Mapping) or "type" not in inner:
             raise ConfigError(
                 f"{where}.inner",
-                inner,
+                None,
                 'the wrapped transport\'s config, e.g. {"type": "http", "url": "..."}',
                 secret=True,
             )
@@ -96,7 +98,7 @@ class ThreadedTransportConfig(Config):
         }
         retry_given = params.get("retry") or {}
         if not isinstance(retry_given, Mapping):
-            raise ConfigError(f"{where}.retry", retry_given, f"a mapping of {sorted(_RETRY_KEYS)}")
+            raise ConfigError(f"{where}.retry", None, f"a mapping of {sorted(_RETRY_KEYS)}", secret=True)
         _check_keys(f"{where}.retry", retry_given, set(_RETRY_KEYS))
         retry: dict[str, Any] = {
             attr: parse(f"{where}.retry.{key}", retry_given[key])
@@ -123,6 +125,7 @@ def _inner_config(inner: Mapping[str, Any], settings: EmitterSettings) -> dict[s
         # An abandoned call keeps its thread until the HTTP timeout fires: keep the
         # two equal unless the operator chose otherwise.
         config.setdefault("timeout", settings.call_timeout_s)
+        config["session"] = no_redirect_session()
     elif config.get("type") == KafkaTransport.kind and isinstance(config.get("config"), Mapping):
         # Kafka: see KafkaDelivery. Only producer defaults here; the operator's values win.
         if config.get("flush") is False:
@@ -196,14 +199,16 @@ class ThreadedTransport(Transport):
     ) -> ThreadedTransport:
         """Wrap an already built transport (e.g. the one an OpenLineage client made).
 
-        An ``HttpTransport``'s own urllib3 retries are switched off here too. With
+        An ``HttpTransport``'s own urllib3 retries are switched off here too, and it no
+        longer follows redirects (see ``_redirects``). With
         ``metrics`` (e.g. Airflow's ``Stats``) the emitter publishes ``ol.emitter.*``.
         A ``KafkaTransport``'s producer is rebuilt on first use with ThreadedTransport's
         producer defaults (``kafka_producer_config``).
         """
         if isinstance(inner, HttpTransport):
             inner.config.retry = dict(NO_HTTP_RETRY)
-            inner.session = None  # rebuilt on first use with the new retry settings
+            # A new session mounts an adapter with the new retry settings, and refuses redirects.
+            inner.session = no_redirect_session()
         if isinstance(inner, KafkaTransport):
             given = settings or load_config().emitter
             inner.kafka_config.config = kafka_producer_config(inner.kafka_config.config, given)
@@ -236,15 +241,20 @@ class ThreadedTransport(Transport):
     def flush(self, timeout_s: float) -> bool:
         return self._emitter.flush(timeout_s)
 
-    def close(self, timeout: float = -1) -> bool:
-        """Drain within ``timeout`` seconds (negative: the shutdown budget); True if all delivered."""
+    def close(
+        self, timeout: float = -1, *, budget_key: str = "emitter_shutdown_timeout", budget_note: str = ""
+    ) -> bool:
+        """Drain within ``timeout`` seconds (negative: the shutdown budget); True if all delivered.
+
+        ``budget_key``/``budget_note``: see ``ThreadEmitter.close`` (the key the warning
+        names, and why the budget was short)."""
         budget_s = self.threaded_config.settings.shutdown_timeout_s if timeout < 0 else timeout
         deadline = time.monotonic() + budget_s
-        delivered = self._emitter.close(budget_s)
+        delivered = self._emitter.close(budget_s, budget_key=budget_key, budget_note=budget_note)
         if self._kafka is not None:
             # Kafka: flush the producer within what is left of the same deadline (normally
             # nothing is left in it: every event waited for its delivery report).
-            flushed = self._kafka.close(max(0.0, deadline - time.monotonic()))
+            flushed = self._kafka.close(clamp_wait_s(deadline - time.monotonic()))
             return delivered and flushed
         if delivered:
             # Only when nothing is in flight: an abandoned call may still be using it.
@@ -258,7 +268,7 @@ class ThreadedTransport(Transport):
         if isinstance(self.inner, HttpTransport):
             # The parent's pooled keep-alive sockets are shared with the child; writing
             # to them from two processes interleaves requests. Start a new session.
-            self.inner.session = None
+            self.inner.session = no_redirect_session()
         if self._kafka is not None:
             self._kafka.reset_after_fork()
 
@@ -309,7 +319,7 @@ def _open_spool(settings: EmitterSettings) -> Spool | None:
             "%s %s is unusable (%s); continuing without a spool: undeliverable events will be dropped. %s",
             "the default spool directory" if default else "emitter_spool_dir",
             directory,
-            mask_text(str(exc)),
+            exc,
             "Set [openlineage] emitter_spool_dir to a usable directory, or to `off`."
             if default
             else "Fix the directory, or set [openlineage] emitter_spool_dir = off.",

@@ -15,15 +15,15 @@ as upstream, when:
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
+from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter.config import load_config
 from openlineage_emitter.errors import ConfigError
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 PROVIDER = "apache-airflow-providers-openlineage"
 
