@@ -73,7 +73,9 @@ def test_a_deadline_that_ran_out_names_the_deadline_key_and_the_real_elapsed_tim
     assert "the 0.3s deadline used up" in line
     assert "raise emitter_retry_deadline" in line
     elapsed = float(line.split(" attempt(s) in ")[1].split("s:")[0])
-    assert 0.1 <= elapsed <= 0.3
+    # The real time spent (not the configured 30 s default); its upper end has slack for
+    # a loaded machine, where the last attempt can end a little after the deadline.
+    assert 0.1 <= elapsed < 1.5
 
 
 def test_a_hung_backend_is_named_as_not_answering_within_the_call_timeout(

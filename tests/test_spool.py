@@ -896,7 +896,7 @@ def test_close_writes_what_is_still_pending_at_its_deadline_to_the_spool(
         assert transport.close(0.5) is False
         took = time.monotonic() - start
         stats = transport.stats()
-    assert took < 0.5 + 0.5
+    assert took < 0.5 + 2.0  # slack for a loaded machine; the hung call would cost 30 s
     assert (stats.spooled, stats.dropped_total, stats.delivered) == (20, 0, 0)
     assert spooled_run_ids(spool_dir) == sorted(ids)  # the in-flight one too
 
