@@ -6,6 +6,7 @@ import contextlib
 import importlib.metadata
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -18,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from openlineage_emitter._check_spool import spool_lines
 from openlineage_emitter._client_config import NO_TRANSPORT, choose_transport, fail
 from openlineage_emitter._oneshot import OneShot, one_shot
 from openlineage_emitter._secrets import mask
@@ -137,6 +139,8 @@ def run_check(console: Console, *, send: bool) -> int:
     _warn_unknown(console, loaded)
     _say(console, f"airflow plugin: {_plugin_state(loaded)}")
     _say(console, describe_task_strategy(loaded))
+    for line in spool_lines(loaded, os.environ):
+        _say(console, line)
 
     if choice.config is None:
         return fail(console, NO_TRANSPORT)
