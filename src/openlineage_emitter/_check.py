@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -13,6 +14,7 @@ from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
 from rich.console import Console
 from rich.table import Table
 
+from openlineage_emitter._check_spool import spool_lines
 from openlineage_emitter._client_config import NO_TRANSPORT, choose_transport, fail
 from openlineage_emitter._oneshot import OneShot, one_shot
 from openlineage_emitter._secrets import mask
@@ -71,6 +73,8 @@ def run_check(console: Console, *, send: bool) -> int:
         table.add_row(key.name, shown, loaded.sources.get(key.name, "default"))
     console.print(table)
     console.print(describe_task_strategy(loaded), markup=False, highlight=False, soft_wrap=True)
+    for line in spool_lines(loaded, os.environ):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     if choice.config is None:
         return fail(console, NO_TRANSPORT)

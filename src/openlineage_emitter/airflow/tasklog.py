@@ -8,7 +8,7 @@ plugin the call only queues, so that line would claim a delivery that may never 
   that sends through a ``ThreadedTransport`` says the event was *queued*; everything else
   passes through unchanged (a client that sends synchronously keeps the provider's line).
 - :func:`report` is the line ``before_stopping`` logs at the end of each task (and when a
-  scheduler or API server stops): what became of the events this process queued so far,
+  scheduler, triggerer or DAG processor stops): what became of the events this process queued so far,
   delivered, spooled, dropped by reason, or still queued. The emitter's own close line
   at exit gives the final count.
 """
