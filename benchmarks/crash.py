@@ -134,7 +134,12 @@ def run(opts: Options) -> Table:
         ],
     )
     with tempfile.TemporaryDirectory(prefix="ole-crash-") as tmp:
-        figures = crash_run(Path(tmp), kills=opts.pick(full=200, quick=100), seed=int(time.time()))
+        figures = crash_run(
+            Path(tmp),
+            kills=opts.pick(full=200, quick=100),
+            seed=int(time.time()),
+            budget_s=opts.pick(full=90, quick=45),
+        )
     table.add(
         kills=figures.kills,
         spooler_kills=figures.spooler_kills,

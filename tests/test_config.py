@@ -28,7 +28,7 @@ from openlineage_emitter.config import (
 )
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.retry import RetryPolicy
-from openlineage_emitter.settings import EmitterSettings, Overflow
+from openlineage_emitter.settings import SPOOL_OFF, EmitterSettings, Overflow
 from openlineage_emitter.transport import ThreadedTransportConfig
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
@@ -478,6 +478,32 @@ def test_empty_transport_means_unset(raw: str, missing_cfg: Path) -> None:
     config = load_config(environ={env_var("transport"): raw}, config_file=missing_cfg)
 
     assert config.transport is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param("", None, id="empty-is-unset"),
+        pytest.param("off", SPOOL_OFF, id="off"),
+        pytest.param(" OFF ", SPOOL_OFF, id="off-any-case"),
+        pytest.param("/var/spool/ol", "/var/spool/ol", id="directory"),
+        pytest.param("./off", "./off", id="a-directory-named-off"),
+    ],
+)
+def test_spool_dir_is_unset_off_or_a_directory(raw: str, expected: str | None, missing_cfg: Path) -> None:
+    config = load_config(environ={env_var("emitter_spool_dir"): raw}, config_file=missing_cfg)
+
+    assert config.emitter.spool_dir == expected
+
+
+def test_spool_dir_left_out_is_unset(missing_cfg: Path) -> None:
+    assert load_config(environ={}, config_file=missing_cfg).emitter.spool_dir is None
+
+
+def test_threaded_transport_spool_dir_off_is_off(isolated_environ: None) -> None:
+    config = ThreadedTransportConfig.from_dict({"type": "x", "inner": INNER, "spool_dir": "Off"})
+
+    assert config.settings.spool_dir == SPOOL_OFF
 
 
 # --- errors ----------------------------------------------------------------------------

@@ -210,8 +210,13 @@ def test_a_probe_refused_with_a_4xx_closes_the_breaker_with_a_log_line_and_a_met
         transport.emit(make_event())  # the probe
         assert wait_until(lambda: recorder.total("ol.emitter.breaker.closed") == 1)
         assert transport.stats().breaker_state == "closed"
-        closed = [r.getMessage() for r in caplog.records if "circuit breaker closed" in r.getMessage()]
-        assert len(closed) == 1
-        assert "http_400" in closed[0]
+
+        def closed() -> list[str]:
+            return [r.getMessage() for r in caplog.records if "circuit breaker closed" in r.getMessage()]
+
+        # Logged just after the metric is sent: wait for the line too.
+        assert wait_until(lambda: len(closed()) >= 1)
+        assert len(closed()) == 1
+        assert "http_400" in closed()[0]
     finally:
         transport.close(0.5)

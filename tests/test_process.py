@@ -91,6 +91,12 @@ CHILD_SCRIPT = textwrap.dedent(
 )
 
 
+#: Interpreter start-up is excluded from the measured exit time, teardown is not: it took
+#: up to 0.7 s on a 2-core machine at load 9. The regressions these tests guard against
+#: (an exit that waits for the hung call) cost CHILD_SCRIPT's call_timeout, 30 s.
+EXIT_SLACK_S = 3.0
+
+
 def run_child(url: str, *, count: int, budget_s: float, ending: str = "") -> tuple[float, str, int]:
     """Run CHILD_SCRIPT; returns (seconds from 'exiting' to process end, stderr, exit code)."""
     script = CHILD_SCRIPT.format(root=ROOT, budget=budget_s, count=count, ending=ending)
@@ -124,7 +130,7 @@ def test_exit_with_a_hung_backend_takes_at_most_the_shutdown_budget() -> None:
     with Collector(Answer(hang=True)) as hung:
         took_s, err, code = run_child(hung.url, count=20, budget_s=budget_s)
     assert code == 0, err
-    assert took_s <= budget_s + 0.5
+    assert took_s <= budget_s + EXIT_SLACK_S
     assert "20 event(s) undelivered" in err  # logged, not silently lost
 
 
@@ -135,7 +141,7 @@ def test_explicit_close_with_a_hung_backend_keeps_its_deadline() -> None:
         )
     assert code == 0, err
     assert "False" in err
-    assert took_s <= 0.5 + 0.5
+    assert took_s <= 0.5 + EXIT_SLACK_S
 
 
 def test_a_run_emitted_across_fork_keeps_start_before_complete(collector: Collector) -> None:

@@ -257,7 +257,8 @@ def test_close_honours_its_deadline_with_a_hung_backend(make_transport: MakeTran
             transport.emit(make_event())
         start = time.monotonic()
         assert transport.close(0.5) is False
-        assert time.monotonic() - start < 1.0
+        # Slack for a loaded machine; waiting for the hung call would cost 30 s.
+        assert time.monotonic() - start < 0.5 + 2.0
         assert transport.stats().dropped["shutdown"] >= 19
 
 

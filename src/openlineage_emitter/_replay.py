@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -12,6 +13,7 @@ from openlineage_emitter._caller import TimedCaller
 from openlineage_emitter._check import CheckFailed, build_transport
 from openlineage_emitter._client_config import NO_TRANSPORT, choose_transport, fail
 from openlineage_emitter._safefs import UntrustedDirectoryError
+from openlineage_emitter._spool_location import locate
 from openlineage_emitter.config import load_config_with_sources
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.retry import classify
@@ -25,10 +27,16 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
     except (ConfigError, ValueError) as exc:
         return fail(console, str(exc))
     settings = loaded.config.emitter
-    directory = spool_dir or settings.spool_dir
+    # Without --spool-dir: where this host's Airflow processes spool (the default too).
+    location = locate(settings, loaded.sources.get("emitter_spool_dir", "default"), os.environ)
+    directory = spool_dir or location.directory
     if not directory:
-        return fail(console, "no spool: pass --spool-dir or set [openlineage] emitter_spool_dir")
+        return fail(console, f"no spool ({location.why}): pass --spool-dir")
     if not Path(directory).is_dir():
+        if not spool_dir and location.default:
+            # Nothing was ever spooled on this host: not an error.
+            console.print(f"nothing to replay: {directory} does not exist", markup=False, highlight=False)
+            return 0
         return fail(console, f"spool directory {directory} does not exist")
     if choice.config is None:
         return fail(console, NO_TRANSPORT)
@@ -100,6 +108,7 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
             else:
                 claim.ack()
     _, left = spool.pending()
+    failed = max(failed, spool.quarantined)  # also the damaged part of a batch whose intact events went
     left += spool.in_place_records  # not quarantined, still in the spool
     sender.transport.close(0)
     summary = f"delivered {delivered}, failed {failed} (quarantined), left {left}"

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from openlineage_emitter import _safefs
 from openlineage_emitter._forksafe import reinit_in_child
@@ -294,7 +295,11 @@ class Spool:
         return f"{time.time_ns():020d}-{os.getpid()}-{next(self._seq):08d}-{count}{_SUFFIX}"
 
     def write(self, records: Sequence[bytes]) -> bool:
-        """Write one batch durably (temp file, fsync, atomic rename). Never raises."""
+        """Write one batch durably; True only once it is whole and fsynced. Never raises.
+
+        Temp file (every byte written, fsynced), atomic rename, directory fsynced: a
+        crash at any point leaves the whole batch or none of it.
+        """
         if not records:
             return True
         name = self._name(len(records))
@@ -552,3 +557,43 @@ def _explain(exc: OSError) -> str:
     if isinstance(exc, _safefs.UntrustedDirectoryError) or not exc.strerror:
         return str(exc)
     return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+
+
+class Usage(NamedTuple):
+    """What waits in a spool directory (see :func:`usage`)."""
+
+    bytes: int  #: size of the batch files, claimed ones included
+    batches: int  #: batches not yet delivered, claimed (being replayed) ones included
+    events: int  #: their records not yet finished with
+    claimed: int  #: of ``batches``, being replayed by some process now
+    oldest_written_ns: int | None  #: when the oldest of them was written (epoch ns)
+
+
+def usage(directory: str | os.PathLike[str]) -> Usage:
+    """What waits in ``directory``, read only: nothing is created, claimed or evicted.
+
+    For ``openlineage-emitter check``. A directory that does not exist holds nothing.
+    """
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return Usage(0, 0, 0, 0, None)
+    size = batches = events = claimed = 0
+    oldest: int | None = None
+    for name in names:
+        if name.startswith("."):
+            continue
+        original = name.rpartition(_CLAIM)[0] if _CLAIM in name else name
+        if not original.endswith(_SUFFIX):
+            continue
+        path = Path(directory, name)
+        with contextlib.suppress(FileNotFoundError):
+            size += path.stat().st_size
+            batches += 1
+            claimed += original != name
+            finished = _read_progress(path.with_name(original + _PROGRESS))[1]
+            events += max(0, _count_of(original) - finished)
+            written = original.split("-", 1)[0]
+            if written.isdigit():
+                oldest = int(written) if oldest is None else min(oldest, int(written))
+    return Usage(size, batches, events, claimed, oldest)

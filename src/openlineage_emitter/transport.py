@@ -24,12 +24,13 @@ from openlineage_emitter._kafka import KafkaDelivery, kafka_attempt_wait_s, kafk
 from openlineage_emitter._keys import Parse, keys_of, transport_key
 from openlineage_emitter._redirects import no_redirect_session
 from openlineage_emitter._secrets import masked_logger, masked_repr
+from openlineage_emitter._spool_location import make_private_dir
 from openlineage_emitter.config import load_config
 from openlineage_emitter.emitter import ThreadEmitter, clamp_wait_s
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.metrics import Metrics
 from openlineage_emitter.retry import RetryPolicy
-from openlineage_emitter.settings import EmitterSettings
+from openlineage_emitter.settings import SPOOL_OFF, EmitterSettings
 from openlineage_emitter.spool import Spool
 from openlineage_emitter.stats import EmitterStats
 
@@ -290,18 +291,38 @@ def sender_for(inner: Transport, settings: EmitterSettings) -> Callable[[Any], o
     return kafka_delivery(inner, settings) or inner.emit
 
 
+#: Where ThreadedTransports of this process spool when ``spool_dir`` is unset (None: no
+#: spool). The Airflow plugin sets ``$AIRFLOW_HOME/openlineage-spool``; see _spool_location.
+_default_spool_dir: str | None = None
+
+
+def use_default_spool_dir(directory: str | None) -> None:
+    """Make ``directory`` the spool of every ThreadedTransport built later in this process
+    whose ``spool_dir`` is unset (``emitter_spool_dir = off`` still turns it off)."""
+    global _default_spool_dir  # noqa: PLW0603 - one default per process, by design
+    _default_spool_dir = directory
+
+
 def _open_spool(settings: EmitterSettings) -> Spool | None:
-    if not settings.spool_dir:
+    directory, default = settings.spool_dir, settings.spool_dir is None
+    if default:
+        directory = _default_spool_dir
+    if not directory or directory == SPOOL_OFF:
         return None
     try:
-        return Spool(settings.spool_dir, settings.spool_max_bytes)
-    except OSError as exc:
+        if default:
+            make_private_dir(directory)
+        return Spool(directory, settings.spool_max_bytes)
+    except Exception as exc:  # noqa: BLE001 - whatever makes it unusable, emission goes on
         # Emission must keep working without a spool rather than not at all.
         log.warning(
-            "emitter_spool_dir %s is unusable (%s); continuing without a spool: undeliverable "
-            "events will be dropped",
-            settings.spool_dir,
+            "%s %s is unusable (%s); continuing without a spool: undeliverable events will be dropped. %s",
+            "the default spool directory" if default else "emitter_spool_dir",
+            directory,
             exc,
+            "Set [openlineage] emitter_spool_dir to a usable directory, or to `off`."
+            if default
+            else "Fix the directory, or set [openlineage] emitter_spool_dir = off.",
         )
         return None
 

@@ -12,6 +12,9 @@ at interpreter exit — shares one budget: ``execution_timeout`` (capped by
 scheduler or API server. A hung backend therefore delays a process's exit by at most
 that, however many events it emitted.
 
+Spool: on by default here, in ``$AIRFLOW_HOME/openlineage-spool`` (``configure``), unless
+``emitter_spool_dir`` names another directory or ``off``.
+
 Metrics: the transport and the strategies publish ``ol.emitter.*`` to Airflow's own
 ``Stats`` (``metrics.AirflowStats``), tagged with this process's component (``Role``).
 
@@ -30,12 +33,13 @@ from collections.abc import Callable
 from typing import Any
 
 from openlineage_emitter._secrets import masked_logger
+from openlineage_emitter._spool_location import airflow_default_spool_dir
 from openlineage_emitter.airflow.inprocess import InProcessExecutor
 from openlineage_emitter.airflow.metrics import Role, airflow_stats
 from openlineage_emitter.config import OpenLineageConfig
 from openlineage_emitter.metrics import Metrics, Publisher
 from openlineage_emitter.strategies import Strategy, ThreadStrategy, select_strategy
-from openlineage_emitter.transport import ThreadedTransport
+from openlineage_emitter.transport import ThreadedTransport, use_default_spool_dir
 
 log = masked_logger(__name__)
 
@@ -201,6 +205,10 @@ def configure(config: OpenLineageConfig) -> Process:
     global _process  # noqa: PLW0603 - one state per process, by design
     if _process is None:
         _process = Process(config)
+        # Zero loss by default: in an Airflow process an unset emitter_spool_dir means
+        # $AIRFLOW_HOME/openlineage-spool, for every ThreadedTransport built here, also one
+        # configured as `transport` (see _spool_location).
+        use_default_spool_dir(airflow_default_spool_dir(os.environ))
     return _process
 
 
