@@ -42,8 +42,11 @@ def choose_transport(loaded: LoadedConfig) -> TransportChoice:
             config["auth"] = {"type": "api_key", "apiKey": os.environ["OPENLINEAGE_API_KEY"]}
         return TransportChoice(config, "env OPENLINEAGE_URL")
     from openlineage.client import OpenLineageClient
+    from openlineage.client.transport.noop import NoopConfig, NoopTransport
 
-    client_config = OpenLineageClient().config  # openlineage.yml, OPENLINEAGE__TRANSPORT__*
+    # Only its config is wanted (openlineage.yml, OPENLINEAGE__TRANSPORT__*): given a
+    # transport, the client does not resolve one, nor warn that it found none.
+    client_config = OpenLineageClient(transport=NoopTransport(NoopConfig())).config
     transport = getattr(client_config, "transport", None)
     if transport:
         return TransportChoice(dict(transport), "openlineage-python config (openlineage.yml / env)")

@@ -89,8 +89,10 @@ def parse_json_object(key: str, raw: object) -> dict[str, Any] | None:
         return raw
     try:
         value = json.loads(str(raw))
-    except ValueError:
-        raise ConfigError(key, raw, "a JSON object", secret=True) from None
+    except json.JSONDecodeError as exc:
+        # Where it broke, never what is there: the text may hold credentials.
+        where = f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        raise ConfigError(key, raw, f"a JSON object ({where})", secret=True) from None
     if not isinstance(value, dict):
         raise ConfigError(key, raw, "a JSON object", secret=True)
     return value
