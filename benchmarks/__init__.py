@@ -9,4 +9,6 @@ Sections:
 - ``caller_cost``: what one ``emit`` costs the calling thread against a hung backend.
 - ``throughput``: events/s delivered to a healthy loopback collector.
 - ``memory``: RSS per queued event at the queue bound; cost of a refused submit.
+- ``crash``: spooling and replaying processes SIGKILLed at random moments (100 kills
+  quick, 200 full), then one replay: kills, events lost, duplicates per kill.
 """

@@ -170,6 +170,10 @@ def _clean_env(home: Path, url: str, extra: Mapping[str, str]) -> dict[str, str]
         AIRFLOW__OPENLINEAGE__EXECUTION_TIMEOUT=str(EXECUTION_TIMEOUT_S),
         AIRFLOW__OPENLINEAGE__DISABLED_FOR_OPERATORS=WARMUP_OPERATOR,
         AIRFLOW__OPENLINEAGE__TRANSPORT=json.dumps({"type": "http", "url": url}),
+        # A spool per run, as the default one would be for a fresh host: the default
+        # ($AIRFLOW_HOME/openlineage-spool) is shared by every run of this home, and what a
+        # dead-backend run spools would be replayed into a later run's collector.
+        AIRFLOW__OPENLINEAGE__EMITTER_SPOOL_DIR=str(home / f"spool-{uuid.uuid4().hex[:8]}"),
     )
     env.update(extra)
     return env

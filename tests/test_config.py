@@ -7,6 +7,7 @@ and ``AIRFLOW_CONFIG`` with ``monkeypatch``: the developer's own ``~/airflow`` n
 from __future__ import annotations
 
 import os
+import re
 import sys
 import types
 from collections.abc import Callable, Mapping
@@ -27,7 +28,7 @@ from openlineage_emitter.config import (
 )
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.retry import RetryPolicy
-from openlineage_emitter.settings import EmitterSettings, Overflow
+from openlineage_emitter.settings import SPOOL_OFF, EmitterSettings, Overflow
 from openlineage_emitter.transport import ThreadedTransportConfig
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
@@ -269,6 +270,39 @@ def test_samples_cover_every_key() -> None:
     assert set(SAMPLES) == {key.name for key in KEYS}
 
 
+def documented_transport_keys() -> dict[str, str]:
+    """``[openlineage]`` key -> ThreadedTransport key, as docs/configuration.md's table says."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    return {ol: tt for tt, ol in re.findall(r"^\| `([a-z_.]+)` \| `(emitter_[a-z_]+)` \|", text, re.M)}
+
+
+EMITTER_KEYS = sorted(key.name for key in KEYS if key.path[0] == "emitter")
+
+
+def test_every_emitter_setting_has_a_documented_transport_key() -> None:
+    assert sorted(documented_transport_keys()) == EMITTER_KEYS
+
+
+@pytest.mark.usefixtures("isolated_environ")
+@pytest.mark.parametrize("key", EMITTER_KEYS)
+def test_every_emitter_setting_is_reachable_from_config_and_from_transport(
+    key: str, missing_cfg: Path
+) -> None:
+    raw, get, expected = SAMPLES[key]
+    *parents, leaf = documented_transport_keys()[key].split(".")
+    params: dict[str, Any] = {"inner": INNER}
+    node = params
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = raw
+
+    from_transport = ThreadedTransportConfig.from_dict(params).settings
+    from_config = load_config(environ={env_var(key): raw}, config_file=missing_cfg).emitter
+
+    assert get(OpenLineageConfig(emitter=from_transport)) == expected
+    assert from_transport == from_config
+
+
 @pytest.mark.parametrize("key", sorted(SAMPLES))
 def test_every_key_can_be_set_from_env(key: str, missing_cfg: Path) -> None:
     raw, get, expected = SAMPLES[key]
@@ -446,6 +480,32 @@ def test_empty_transport_means_unset(raw: str, missing_cfg: Path) -> None:
     assert config.transport is None
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param("", None, id="empty-is-unset"),
+        pytest.param("off", SPOOL_OFF, id="off"),
+        pytest.param(" OFF ", SPOOL_OFF, id="off-any-case"),
+        pytest.param("/var/spool/ol", "/var/spool/ol", id="directory"),
+        pytest.param("./off", "./off", id="a-directory-named-off"),
+    ],
+)
+def test_spool_dir_is_unset_off_or_a_directory(raw: str, expected: str | None, missing_cfg: Path) -> None:
+    config = load_config(environ={env_var("emitter_spool_dir"): raw}, config_file=missing_cfg)
+
+    assert config.emitter.spool_dir == expected
+
+
+def test_spool_dir_left_out_is_unset(missing_cfg: Path) -> None:
+    assert load_config(environ={}, config_file=missing_cfg).emitter.spool_dir is None
+
+
+def test_threaded_transport_spool_dir_off_is_off(isolated_environ: None) -> None:
+    config = ThreadedTransportConfig.from_dict({"type": "x", "inner": INNER, "spool_dir": "Off"})
+
+    assert config.settings.spool_dir == SPOOL_OFF
+
+
 # --- errors ----------------------------------------------------------------------------
 
 
@@ -486,9 +546,30 @@ BAD_VALUES = [
     ),
     pytest.param(Bad("emitter_breaker_cooldown", "0", "0.0", "a number of seconds > 0"), id="cooldown-zero"),
     pytest.param(
-        Bad("emitter_retry_after_max", "-1", "-1.0", "a number >= 0"), id="retry-after-max-negative"
+        Bad("emitter_retry_after_max", "-1", "-1.0", "a number of seconds >= 0"),
+        id="retry-after-max-negative",
     ),
-    pytest.param(Bad("emitter_shutdown_timeout", "-0.5", "-0.5", "a number >= 0"), id="shutdown-negative"),
+    pytest.param(
+        Bad("emitter_shutdown_timeout", "-0.5", "-0.5", "a number of seconds >= 0"), id="shutdown-negative"
+    ),
+    *(
+        # Every duration has an upper bound: past threading.TIMEOUT_MAX a wait raises
+        # OverflowError on the worker or at exit instead of a config error here.
+        pytest.param(
+            Bad(key, "1e12", "1000000000000.0", f"a number of seconds {low} and <= 86400 (one day)"),
+            id=f"{key}-too-long",
+        )
+        for key, low in [
+            ("execution_timeout", "> 0"),
+            ("emitter_call_timeout", "> 0"),
+            ("emitter_retry_initial_backoff", "> 0"),
+            ("emitter_retry_max_backoff", "> 0"),
+            ("emitter_retry_deadline", "> 0"),
+            ("emitter_retry_after_max", ">= 0"),
+            ("emitter_breaker_cooldown", "> 0"),
+            ("emitter_shutdown_timeout", ">= 0"),
+        ]
+    ),
     pytest.param(Bad("emitter_call_timeout", "nan", "'nan'", "a finite number of seconds"), id="nan"),
     pytest.param(Bad("emitter_retry_deadline", "inf", "'inf'", "a finite number of seconds"), id="inf"),
     pytest.param(

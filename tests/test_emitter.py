@@ -6,6 +6,7 @@ that queue behaviour (order, overflow, concurrency, counting) is observable exac
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -200,6 +201,47 @@ def test_close_gives_up_at_its_deadline_with_a_stuck_backend(make_emitter: MakeE
         emitter.submit(i)
     assert emitter.close(0.2) is False
     assert emitter.stats().dropped["shutdown"] == 5  # four queued, one in flight
+
+
+def open_gate_once_called(sink: Sink) -> threading.Thread:
+    """Open ``sink.gate`` once the worker's first call reached the backend (busy emitter)."""
+
+    def opener() -> None:
+        if wait_until(lambda: sink.calls >= 1):
+            sink.gate.set()
+
+    thread = threading.Thread(target=opener, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_flush_without_a_bound_on_an_idle_emitter_returns_at_once(make_emitter: MakeEmitter) -> None:
+    emitter = make_emitter()
+    assert emitter.flush(math.inf) is True
+
+
+def test_flush_without_a_bound_waits_until_a_busy_emitter_drained(
+    make_emitter: MakeEmitter, sink: Sink
+) -> None:
+    sink.gate.clear()
+    emitter = make_emitter()
+    for i in range(10):
+        emitter.submit(i)
+    opener = open_gate_once_called(sink)
+    assert emitter.flush(math.inf) is True
+    opener.join(5)
+    assert sink.received == list(range(10))
+
+
+def test_close_with_a_huge_budget_drains_and_returns(make_emitter: MakeEmitter, sink: Sink) -> None:
+    sink.gate.clear()
+    emitter = make_emitter()
+    for i in range(10):
+        emitter.submit(i)
+    opener = open_gate_once_called(sink)
+    assert emitter.close(1e12) is True
+    opener.join(5)
+    assert emitter.stats().delivered == 10
 
 
 def test_one_worker_thread_however_many_submits(make_emitter: MakeEmitter) -> None:

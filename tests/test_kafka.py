@@ -490,7 +490,8 @@ def test_close_honours_its_deadline_with_a_hung_broker(
     assert wait_until(lambda: transport.stats().in_flight == 1)
     start = time.monotonic()
     assert transport.close(0.5) is False
-    assert time.monotonic() - start < 1.0
+    # Slack for a loaded machine; waiting for the broker would cost 30 s.
+    assert time.monotonic() - start < 0.5 + 2.0
     assert transport.stats().dropped["shutdown"] == 5
     assert cast(KafkaTransport, transport.inner).producer is None
     # The call still waiting on the broker ends once close purged its message.

@@ -189,3 +189,34 @@ def test_strategies_count_abandoned_extractions_and_fork_fallbacks() -> None:
         hold.set()
         other.join(5)
     assert recorder.total("ol.emitter.fork_fallbacks") == 1
+
+
+def test_a_probe_refused_with_a_4xx_closes_the_breaker_with_a_log_line_and_a_metric(
+    collector: Collector, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="openlineage_emitter")
+    collector.answer(Answer(status=503))
+    recorder = Recorder()
+    transport = ThreadedTransport.around(
+        ThreadedTransport.wrap({"type": "http", "url": collector.url}).inner,
+        EmitterSettings(retry=RetryPolicy(attempts=1), breaker_threshold=1, breaker_cooldown_s=0.2),
+        metrics=recorder,
+    )
+    try:
+        transport.emit(make_event())
+        assert wait_until(lambda: recorder.total("ol.emitter.breaker.opened") == 1)
+        collector.answer(Answer(status=400))  # up again, and refusing this event for good
+        assert wait_until(lambda: transport.stats().breaker_state == "half_open")
+        transport.emit(make_event())  # the probe
+        assert wait_until(lambda: recorder.total("ol.emitter.breaker.closed") == 1)
+        assert transport.stats().breaker_state == "closed"
+
+        def closed() -> list[str]:
+            return [r.getMessage() for r in caplog.records if "circuit breaker closed" in r.getMessage()]
+
+        # Logged just after the metric is sent: wait for the line too.
+        assert wait_until(lambda: len(closed()) >= 1)
+        assert len(closed()) == 1
+        assert "http_400" in closed()[0]
+    finally:
+        transport.close(0.5)

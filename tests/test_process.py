@@ -91,6 +91,12 @@ CHILD_SCRIPT = textwrap.dedent(
 )
 
 
+#: Interpreter start-up is excluded from the measured exit time, teardown is not: it took
+#: up to 0.7 s on a 2-core machine at load 9. The regressions these tests guard against
+#: (an exit that waits for the hung call) cost CHILD_SCRIPT's call_timeout, 30 s.
+EXIT_SLACK_S = 3.0
+
+
 def run_child(url: str, *, count: int, budget_s: float, ending: str = "") -> tuple[float, str, int]:
     """Run CHILD_SCRIPT; returns (seconds from 'exiting' to process end, stderr, exit code)."""
     script = CHILD_SCRIPT.format(root=ROOT, budget=budget_s, count=count, ending=ending)
@@ -124,7 +130,7 @@ def test_exit_with_a_hung_backend_takes_at_most_the_shutdown_budget() -> None:
     with Collector(Answer(hang=True)) as hung:
         took_s, err, code = run_child(hung.url, count=20, budget_s=budget_s)
     assert code == 0, err
-    assert took_s <= budget_s + 0.5
+    assert took_s <= budget_s + EXIT_SLACK_S
     assert "20 event(s) undelivered" in err  # logged, not silently lost
 
 
@@ -135,7 +141,7 @@ def test_explicit_close_with_a_hung_backend_keeps_its_deadline() -> None:
         )
     assert code == 0, err
     assert "False" in err
-    assert took_s <= 0.5 + 0.5
+    assert took_s <= 0.5 + EXIT_SLACK_S
 
 
 def test_a_run_emitted_across_fork_keeps_start_before_complete(collector: Collector) -> None:
@@ -153,3 +159,60 @@ def test_a_run_emitted_across_fork_keeps_start_before_complete(collector: Collec
         assert [e["eventType"] for e in collector.events] == ["START", "COMPLETE"]
     finally:
         transport.close(1)
+
+
+BOUNDLESS_CHILD = textwrap.dedent(
+    """
+    import logging, sys
+    from openlineage.client import OpenLineageClient
+    sys.path.insert(0, {root!r})
+    logging.basicConfig(level=logging.INFO)
+    from tests.conftest import make_event
+
+    client = OpenLineageClient(config={{"transport": {{
+        "type": "openlineage_emitter.ThreadedTransport",
+        "inner": {{"type": "http", "url": sys.argv[1]}},
+        "spool_dir": sys.argv[2] or None,
+        "call_timeout": 0.5, "retry": {{"attempts": 2, "initial_backoff": 0.05, "max_backoff": 0.1}},
+        "shutdown_timeout": {budget}}}}})
+    for _ in range(5):
+        client.emit(make_event())
+    print("exiting", flush=True)
+    """
+)
+
+
+def run_boundless_child(url: str, budget: str, spool_dir: str = "") -> subprocess.CompletedProcess[str]:
+    script = BOUNDLESS_CHILD.format(root=ROOT, budget=budget)
+    return subprocess.run(
+        [sys.executable, "-c", script, url, spool_dir],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("spool", [False, True], ids=["no-spool", "spool"])
+def test_exit_with_the_longest_budget_and_a_refusing_backend_counts_every_event(
+    spool: bool, tmp_path: os.PathLike[str]
+) -> None:
+    from openlineage_emitter.collector import refusing_url
+
+    spool_dir = os.path.join(tmp_path, "spool") if spool else ""
+    done = run_boundless_child(refusing_url(), "86400", spool_dir)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Exception ignored" not in done.stderr
+    summary = "spooled 5, dropped 0" if spool else "spooled 0, dropped 5"
+    assert f"closed: delivered 0, {summary}" in done.stderr
+
+
+def test_a_shutdown_budget_past_the_bound_is_a_config_error_not_an_exit_traceback() -> None:
+    from openlineage_emitter.collector import refusing_url
+
+    done = run_boundless_child(refusing_url(), "1e12")
+    assert "Exception ignored in atexit" not in done.stderr
+    assert "OverflowError" not in done.stderr
+    assert "shutdown_timeout = 1000000000000.0" in done.stderr
+    assert "<= 86400 (one day)" in done.stderr

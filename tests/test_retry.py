@@ -269,6 +269,23 @@ def test_retry_after_garbage_is_none(value: str) -> None:
     assert parse_retry_after(value) is None
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Wed, 21 Oct 99999999999 07:28:00 GMT",  # year too big for a C int: OverflowError
+        "Wed, 21 Oct 2026 99999999999:28:00 GMT",  # so is the hour
+        "Wed, 21 Oct 99999 07:28:00 GMT",  # past datetime.MAXYEAR: ValueError
+    ],
+)
+def test_retry_after_date_out_of_range_is_none(value: str) -> None:
+    assert parse_retry_after(value) is None
+
+
+def test_retry_after_date_out_of_range_keeps_the_status_retryable() -> None:
+    headers = {"Retry-After": "Wed, 21 Oct 99999999999 07:28:00 GMT"}
+    assert classify(http_error(503, headers)) == Verdict(True, "http_503", None)
+
+
 def test_retry_after_garbage_via_classify_is_none() -> None:
     assert classify(http_error(429, {"Retry-After": "in a bit"})) == Verdict(True, "http_429", None)
 

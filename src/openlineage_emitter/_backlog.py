@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 from openlineage.client.serde import Serde
 
-from openlineage_emitter.spool import Claim, Spool, SpoolError
+from openlineage_emitter._secrets import masked_logger
+from openlineage_emitter.spool import Claim, QuarantineError, Spool, SpoolError
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 
 class _SpoolBatch:
@@ -58,7 +58,10 @@ class SpoolBacklog:
         for event in events:
             with contextlib.suppress(TypeError, ValueError):
                 records.append(json.dumps(event).encode("utf-8"))
-        self.spool.quarantine_records(records, reason)
+        try:
+            self.spool.quarantine_records(records, reason)
+        except QuarantineError as exc:
+            log.error("%s", exc)  # the events stay in the spool; replay goes on with the rest
 
     def take(self) -> _SpoolBatch | None:
         while True:
@@ -71,7 +74,10 @@ class SpoolBacklog:
                 if not all(isinstance(e, dict) for e in events):
                     raise SpoolError("a record is not a JSON object")
             except (SpoolError, ValueError) as exc:
-                claim.quarantine(str(exc)[:200])
+                try:
+                    claim.quarantine(str(exc)[:200])
+                except QuarantineError as failed:
+                    log.error("%s", failed)  # given back and skipped: replay goes on with the rest
                 continue
             return _SpoolBatch(claim, records, events)
 

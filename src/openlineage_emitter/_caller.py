@@ -27,6 +27,7 @@ class _Runner:
         self.result: object = None
         self.error: BaseException | None = None
         self.abandoned = False
+        self.timed_out = False  #: abandoned because ``call`` stopped waiting for it
         self.busy = False
         self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self.thread.start()
@@ -52,9 +53,14 @@ class _Runner:
             with self._owner.lock:
                 self.busy = False
                 self.done.set()
-                if self.abandoned:
+                abandoned = self.abandoned
+                late = abandoned and self.timed_out and self.error is None
+                if abandoned:
                     self._owner.runner_returned(self)
-                    return
+            if abandoned:
+                if late and self._owner.on_late_success is not None:
+                    self._owner.on_late_success()
+                return
 
 
 _STOP = object()
@@ -70,8 +76,19 @@ class TimedCaller:
     that does not answer.
     """
 
-    def __init__(self, fn: Callable[[Any], object], *, max_abandoned: int, name: str) -> None:
+    def __init__(
+        self,
+        fn: Callable[[Any], object],
+        *,
+        max_abandoned: int,
+        name: str,
+        on_late_success: Callable[[], None] | None = None,
+    ) -> None:
         self.fn = fn
+        #: Called (on the helper thread, no lock held) when a call abandoned at its
+        #: timeout returns without error after all: the backend got it, and whoever gave
+        #: up on it may have sent it again.
+        self.on_late_success = on_late_success
         self.lock = threading.Lock()
         self._returned = threading.Condition(self.lock)
         self._max_abandoned = max_abandoned
@@ -131,7 +148,7 @@ class TimedCaller:
         with self.lock:
             if not runner.done.is_set():
                 # Give up on this call; the runner exits by itself whenever the call returns.
-                runner.abandoned = True
+                runner.abandoned = runner.timed_out = True
                 self._abandoned.add(runner)
                 self._idle = None
                 self.abandoned_total += 1

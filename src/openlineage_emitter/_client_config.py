@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from openlineage_emitter._secrets import mask_text, masked_repr
 from openlineage_emitter.config import LoadedConfig
 
 if TYPE_CHECKING:
@@ -16,8 +17,8 @@ NO_TRANSPORT = "no transport configured: set [openlineage] transport or OPENLINE
 
 
 def fail(console: Console, message: str) -> int:
-    """Print the command's one-line reason and return its exit code."""
-    console.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    """Print the command's one-line reason (masked: it may quote an exception) and return 1."""
+    console.print(f"error: {mask_text(message)}", markup=False, highlight=False, soft_wrap=True)
     return 1
 
 
@@ -25,7 +26,7 @@ def fail(console: Console, message: str) -> int:
 class TransportChoice:
     """The transport config dict and where it came from."""
 
-    config: dict[str, Any] | None
+    config: dict[str, Any] | None = attrs.field(repr=masked_repr)
     source: str
 
 
@@ -41,8 +42,11 @@ def choose_transport(loaded: LoadedConfig) -> TransportChoice:
             config["auth"] = {"type": "api_key", "apiKey": os.environ["OPENLINEAGE_API_KEY"]}
         return TransportChoice(config, "env OPENLINEAGE_URL")
     from openlineage.client import OpenLineageClient
+    from openlineage.client.transport.noop import NoopConfig, NoopTransport
 
-    client_config = OpenLineageClient().config  # openlineage.yml, OPENLINEAGE__TRANSPORT__*
+    # Only its config is wanted (openlineage.yml, OPENLINEAGE__TRANSPORT__*): given a
+    # transport, the client does not resolve one, nor warn that it found none.
+    client_config = OpenLineageClient(transport=NoopTransport(NoopConfig())).config
     transport = getattr(client_config, "transport", None)
     if transport:
         return TransportChoice(dict(transport), "openlineage-python config (openlineage.yml / env)")

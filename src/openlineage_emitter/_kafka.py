@@ -18,14 +18,16 @@ from openlineage.client.serde import Serde
 from openlineage.client.transport.kafka import KafkaTransport
 
 from openlineage_emitter._ratelimit import RateLimitedLog
+from openlineage_emitter._secrets import masked_logger
+from openlineage_emitter.retry import kafka_error_is_fatal
 from openlineage_emitter.settings import EmitterSettings
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 
 #: librdkafka's own log lines (broker connection failures, ...) go to this logger instead
 #: of being written by C code straight to the process's stderr.
-LIBRDKAFKA_LOG = logging.getLogger("openlineage_emitter.librdkafka")
+LIBRDKAFKA_LOG = masked_logger("openlineage_emitter.librdkafka")
 
 
 class _LibrdkafkaLog:
@@ -47,9 +49,6 @@ class _LibrdkafkaLog:
             LIBRDKAFKA_LOG.log(level, msg, *args)
 
 
-#: librdkafka's fatal error code (``KafkaError._FATAL``): the producer is unusable.
-_KAFKA_FATAL = -150
-
 #: Producers of a forked parent: never used nor destroyed in the child (see reset_after_fork).
 _FORKED_AWAY: list[Any] = []
 
@@ -64,7 +63,7 @@ def kafka_attempt_wait_s(settings: EmitterSettings) -> float:
     return max(call_s - 0.25, call_s * 0.8)
 
 
-def _kafka_producer_config(given: Mapping[str, Any], settings: EmitterSettings) -> dict[str, Any]:
+def kafka_producer_config(given: Mapping[str, Any], settings: EmitterSettings) -> dict[str, Any]:
     """librdkafka producer defaults for per-event delivery; any value the operator set wins."""
     producer = dict(given)
     # librdkafka gives up on a message when the attempt that produced it stops waiting:
@@ -208,7 +207,7 @@ class KafkaDelivery:
 
     def _fatal(self, exc: BaseException) -> bool:
         error = exc.args[0] if exc.args else None
-        return isinstance(error, self._ck.KafkaError) and (error.fatal() or error.code() == _KAFKA_FATAL)
+        return isinstance(error, self._ck.KafkaError) and kafka_error_is_fatal(error)
 
     def close(self, timeout_s: float) -> bool:
         """Flush what librdkafka still holds within ``timeout_s``, purge the rest; True if none was left."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -11,11 +12,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from openlineage_emitter._caller import TimedCaller
 from openlineage_emitter._check import CheckFailed, build_transport
 from openlineage_emitter._client_config import NO_TRANSPORT, choose_transport, fail
+from openlineage_emitter._safefs import UntrustedDirectoryError
+from openlineage_emitter._spool_location import locate
 from openlineage_emitter.config import load_config_with_sources
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.retry import classify
-from openlineage_emitter.spool import Spool, SpoolError
-from openlineage_emitter.transport import sender_for
+from openlineage_emitter.spool import QuarantineError, Spool, SpoolError
 
 
 def run_replay(console: Console, spool_dir: str | None) -> int:
@@ -25,22 +27,35 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
     except (ConfigError, ValueError) as exc:
         return fail(console, str(exc))
     settings = loaded.config.emitter
-    directory = spool_dir or settings.spool_dir
+    # Without --spool-dir: where this host's Airflow processes spool (the default too).
+    location = locate(settings, loaded.sources.get("emitter_spool_dir", "default"), os.environ)
+    directory = spool_dir or location.directory
     if not directory:
-        return fail(console, "no spool: pass --spool-dir or set [openlineage] emitter_spool_dir")
+        return fail(console, f"no spool ({location.why}): pass --spool-dir")
     if not Path(directory).is_dir():
+        if not spool_dir and location.default:
+            # Nothing was ever spooled on this host: not an error.
+            console.print(f"nothing to replay: {directory} does not exist", markup=False, highlight=False)
+            return 0
         return fail(console, f"spool directory {directory} does not exist")
     if choice.config is None:
         return fail(console, NO_TRANSPORT)
     try:
-        transport = build_transport(choice.config, settings)
+        sender = build_transport(choice.config, settings)
     except CheckFailed as exc:
         return fail(console, str(exc))
 
-    spool = Spool(directory, settings.spool_max_bytes)
+    try:
+        spool = Spool(directory, settings.spool_max_bytes)
+    except UntrustedDirectoryError as exc:
+        sender.transport.close(0)
+        return fail(console, f"refusing the spool directory: {exc}")
     spool.reclaim_orphans()
-    # Kafka: a synchronous per-event delivery, so a batch is acked only once delivered.
-    caller = TimedCaller(sender_for(transport, settings), max_abandoned=1, name="openlineage-emitter-replay")
+    # Synchronous per-event delivery (never an enqueue), so a batch is acked only once
+    # the backend answered for every record; with the sender's settings, which are a
+    # configured ThreadedTransport's own.
+    settings = sender.settings
+    caller = TimedCaller(sender.send, max_abandoned=1, name="openlineage-emitter-replay")
     retrying = settings.retry.retrying()
     _, total = spool.pending()
     delivered = failed = 0
@@ -62,8 +77,11 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
                 records = claim.records()
                 events = [json.loads(r) for r in records]
             except (SpoolError, ValueError) as exc:
-                claim.quarantine(str(exc)[:200])
-                failed += claim.count
+                try:
+                    claim.quarantine(str(exc)[:200])
+                    failed += claim.count
+                except QuarantineError as not_set_aside:  # left in the spool; go on with the rest
+                    fail(progress.console, str(not_set_aside))
                 progress.advance(task, claim.count)
                 continue
             done = 0
@@ -75,8 +93,11 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
                     if verdict.retryable:
                         stopped = f"backend unavailable ({verdict.reason})"
                         break
-                    spool.quarantine_records([record], verdict.reason)
-                    failed += 1
+                    try:
+                        spool.quarantine_records([record], verdict.reason)
+                        failed += 1
+                    except QuarantineError as not_set_aside:  # kept in the spool; go on with the rest
+                        fail(progress.console, str(not_set_aside))
                 else:
                     delivered += 1
                 done += 1
@@ -87,7 +108,9 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
             else:
                 claim.ack()
     _, left = spool.pending()
-    transport.close(0)
+    failed = max(failed, spool.quarantined)  # also the damaged part of a batch whose intact events went
+    left += spool.in_place_records  # not quarantined, still in the spool
+    sender.transport.close(0)
     summary = f"delivered {delivered}, failed {failed} (quarantined), left {left}"
     console.print(
         f"{summary}; stopped: {stopped}" if stopped else summary,

@@ -89,8 +89,10 @@ def parse_json_object(key: str, raw: object) -> dict[str, Any] | None:
         return raw
     try:
         value = json.loads(str(raw))
-    except ValueError:
-        raise ConfigError(key, raw, "a JSON object", secret=True) from None
+    except json.JSONDecodeError as exc:
+        # Where it broke, never what is there: the text may hold credentials.
+        where = f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        raise ConfigError(key, raw, f"a JSON object ({where})", secret=True) from None
     if not isinstance(value, dict):
         raise ConfigError(key, raw, "a JSON object", secret=True)
     return value
@@ -114,6 +116,27 @@ def positive(what: str = "a number of seconds") -> Any:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not ok or not math.isfinite(float(value)) or value <= 0:  # type: ignore[operator, arg-type]
             raise ConfigError(key_of(attribute), value, f"{what} > 0")
+
+    return check
+
+
+#: The longest duration any key accepts. Why a bound at all: every duration ends up in a
+#: thread wait, and one above ``threading.TIMEOUT_MAX`` (~292 years) raises OverflowError
+#: there, on the worker or at exit, instead of here with the key's name. A day is far
+#: beyond any useful timeout, backoff, deadline or cooldown for one lineage event.
+MAX_SECONDS = 86_400.0
+
+
+def seconds(*, zero_ok: bool = False) -> Any:
+    """attrs validator: a duration in seconds, > 0 (>= 0 with ``zero_ok``) and <= ``MAX_SECONDS``."""
+    low = ">= 0" if zero_ok else "> 0"
+    allowed = f"a number of seconds {low} and <= {MAX_SECONDS:g} (one day)"
+
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        number = float(value) if ok else math.nan  # type: ignore[arg-type]
+        if not (0 <= number <= MAX_SECONDS) or (number == 0 and not zero_ok):
+            raise ConfigError(key_of(attribute), value, allowed)
 
     return check
 

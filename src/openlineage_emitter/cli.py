@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rich.console import Console
@@ -27,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(highlight=False)
-    if not console.is_terminal:
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        # Piped without a stated width (a CI log): wider than rich's 80, so the tables fit.
         console = Console(highlight=False, width=max(console.width, 110))
     if args.command == "check":
         from openlineage_emitter._check import run_check

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -31,6 +31,7 @@ class Answer:
     delay_s: float = 0.0
     retry_after: str | None = None
     hang: bool = False  #: never answer (until the collector stops)
+    location: str | None = None  #: a ``Location`` header (with a 3xx status: a redirect)
 
 
 @attrs.frozen
@@ -40,6 +41,9 @@ class Received:
     body: Any
     status: int
     at: float  #: time.monotonic() when it arrived
+    method: str = "POST"
+    path: str = ""
+    headers: Mapping[str, str] = attrs.field(factory=dict)  #: header names lower-cased
 
 
 class _Server(ThreadingHTTPServer):
@@ -120,9 +124,9 @@ class Collector:
 
     @property
     def events(self) -> list[Any]:
-        """Bodies of requests answered with a 2xx, in arrival order."""
+        """Bodies of POSTs answered with a 2xx, in arrival order."""
         with self._lock:
-            return [r.body for r in self._received if 200 <= r.status < 300]
+            return [r.body for r in self._received if 200 <= r.status < 300 and r.method == "POST"]
 
     def wait_for(self, count: int, timeout_s: float, *, delivered: bool = True) -> bool:
         """Wait until ``count`` events were delivered (or requests received)."""
@@ -135,9 +139,11 @@ class Collector:
         with self._lock:
             return self._lock.wait_for(enough, timeout_s)
 
-    def _record(self, body: Any, status: int) -> None:
+    def _record(self, request: BaseHTTPRequestHandler, body: Any, status: int) -> None:
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        received = Received(body, status, time.monotonic(), request.command, request.path, headers)
         with self._lock:
-            self._received.append(Received(body, status, time.monotonic()))
+            self._received.append(received)
             self._lock.notify_all()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -155,18 +161,24 @@ class Collector:
                 except ValueError:
                     body = raw.decode("utf-8", "replace")
                 if answer.hang:
-                    collector._record(body, 0)
+                    collector._record(self, body, 0)
                     collector._release.wait(MAX_HANG_S)
                     self.close_connection = True
                     return
                 if answer.delay_s:
                     collector._release.wait(answer.delay_s)
-                collector._record(body, answer.status)
+                collector._record(self, body, answer.status)
                 self.send_response(answer.status)
                 if answer.retry_after is not None:
                     self.send_header("Retry-After", answer.retry_after)
+                if answer.location is not None:
+                    self.send_header("Location", answer.location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            # A client that follows a redirect may come back with another method (a 301/302/303
+            # turns a POST into a GET): answered and recorded the same way, so tests can see it.
+            do_GET = do_PUT = do_POST
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

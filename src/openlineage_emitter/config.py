@@ -4,25 +4,31 @@ Precedence is Airflow's: env ``AIRFLOW__OPENLINEAGE__<KEY>`` > the airflow.cfg-s
 (``AIRFLOW_CONFIG``, else ``$AIRFLOW_HOME/airflow.cfg``, else ``~/airflow/airflow.cfg``) >
 default. Inside a running Airflow process (``airflow.configuration`` already imported),
 Airflow's own ``conf`` replaces the file, so runtime overrides are seen too.
+
+Strict loading (the default) raises the first bad value. Lenient loading (the Airflow
+plugin's) replaces each bad value with its key's default and reports every one, so that a
+typo never brings back the forking the plugin is installed to stop. Unknown ``emitter_*``
+keys are reported either way, with the nearest known key.
 """
 
 from __future__ import annotations
 
 import configparser
+import difflib
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from openlineage_emitter import _validators as v
+from openlineage_emitter._keys import SECTION, Key, keys_of
+from openlineage_emitter._secrets import masked_repr
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.retry import RetryPolicy
-from openlineage_emitter.settings import EmitterSettings, Overflow
-
-SECTION = "openlineage"
+from openlineage_emitter.settings import EmitterSettings
 
 
 @attrs.frozen
@@ -33,57 +39,35 @@ class OpenLineageConfig:
         default=True, validator=v.is_bool, metadata={"key": "execute_in_thread"}
     )
     execution_timeout_s: float = attrs.field(
-        default=10.0, validator=v.positive(), metadata={"key": "execution_timeout"}
+        default=10.0, validator=v.seconds(), metadata={"key": "execution_timeout"}
     )
     disabled: bool = attrs.field(default=False, validator=v.is_bool, metadata={"key": "disabled"})
     force_fork: bool = attrs.field(default=False, validator=v.is_bool, metadata={"key": "emitter_force_fork"})
     plugin_enabled: bool = attrs.field(
         default=True, validator=v.is_bool, metadata={"key": "emitter_plugin_enabled"}
     )
-    transport: Mapping[str, Any] | None = attrs.field(default=None, metadata={"key": "transport"})
+    transport: Mapping[str, Any] | None = attrs.field(
+        default=None, repr=masked_repr, metadata={"key": "transport", "secret": True}
+    )
     emitter: EmitterSettings = attrs.field(factory=EmitterSettings)
 
 
-@attrs.frozen
-class Key:
-    """One ``[openlineage]`` key: where it lands in the config and how its text is parsed."""
-
-    name: str
-    path: tuple[str, ...]
-    parse: Callable[[str, object], Any]
-    secret: bool = False
-
-    @property
-    def env_var(self) -> str:
-        return f"AIRFLOW__{SECTION.upper()}__{self.name.upper()}"
-
-
-def _overflow(key: str, raw: object) -> Overflow:
-    return v.parse_enum(key, raw, Overflow)
-
-
-KEYS: tuple[Key, ...] = (
-    Key("execute_in_thread", ("execute_in_thread",), v.parse_bool),
-    Key("execution_timeout", ("execution_timeout_s",), v.parse_seconds),
-    Key("disabled", ("disabled",), v.parse_bool),
-    Key("transport", ("transport",), v.parse_json_object, secret=True),
-    Key("emitter_queue_size", ("emitter", "queue_size"), v.parse_int),
-    Key("emitter_overflow", ("emitter", "overflow"), _overflow),
-    Key("emitter_call_timeout", ("emitter", "call_timeout_s"), v.parse_seconds),
-    Key("emitter_retry_attempts", ("emitter", "retry", "attempts"), v.parse_int),
-    Key("emitter_retry_initial_backoff", ("emitter", "retry", "initial_backoff_s"), v.parse_seconds),
-    Key("emitter_retry_max_backoff", ("emitter", "retry", "max_backoff_s"), v.parse_seconds),
-    Key("emitter_retry_deadline", ("emitter", "retry", "deadline_s"), v.parse_seconds),
-    Key("emitter_retry_after_max", ("emitter", "retry", "retry_after_max_s"), v.parse_seconds),
-    Key("emitter_breaker_threshold", ("emitter", "breaker_threshold"), v.parse_int),
-    Key("emitter_breaker_cooldown", ("emitter", "breaker_cooldown_s"), v.parse_seconds),
-    Key("emitter_shutdown_timeout", ("emitter", "shutdown_timeout_s"), v.parse_seconds),
-    Key("emitter_spool_dir", ("emitter", "spool_dir"), v.parse_optional_path),
-    Key("emitter_spool_max_bytes", ("emitter", "spool_max_bytes"), v.parse_int),
-    Key("emitter_force_fork", ("force_fork",), v.parse_bool),
-    Key("emitter_plugin_enabled", ("plugin_enabled",), v.parse_bool),
-)
+#: Every key, derived from the fields of OpenLineageConfig (see ``_keys``): declared once.
+KEYS: tuple[Key, ...] = tuple(keys_of(OpenLineageConfig))
 KEYS_BY_NAME = {k.name: k for k in KEYS}
+
+
+@attrs.frozen
+class Invalid:
+    """A bad value (lenient loading) and the keys that fell back to their defaults because of it."""
+
+    error: ConfigError
+    #: Key name -> the default used in its place.
+    defaults: Mapping[str, Any]
+
+    def __str__(self) -> str:
+        used = ", ".join(f"{name} = {value}" for name, value in self.defaults.items())
+        return f"{self.error}; using the default instead ({used})"
 
 
 @attrs.frozen
@@ -92,6 +76,23 @@ class LoadedConfig:
 
     config: OpenLineageConfig
     sources: Mapping[str, str]
+    #: Lenient loading only: every bad value, in key order, each replaced by its key's default.
+    invalid: tuple[Invalid, ...] = ()
+    #: Unknown ``emitter_*`` keys, one sentence each (with the nearest known key).
+    unknown: tuple[str, ...] = ()
+
+
+def default_of(key: str) -> Any:
+    """The default value of ``[openlineage] key`` as the config class holds it."""
+    return value_at(OpenLineageConfig(), KEYS_BY_NAME[key].path)
+
+
+def value_at(config: OpenLineageConfig, path: tuple[str, ...]) -> Any:
+    """The value at ``path`` (a :attr:`Key.path`); enums as their config spelling."""
+    value: Any = config
+    for part in path:
+        value = getattr(value, part)
+    return getattr(value, "value", value)
 
 
 def config_file_path(environ: Mapping[str, str]) -> Path:
@@ -158,9 +159,17 @@ def _is_generated_default(name: str, raw: object) -> bool:
 
 
 def load_config_with_sources(
-    environ: Mapping[str, str] | None = None, config_file: Path | str | None = None
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | str | None = None,
+    *,
+    lenient: bool = False,
 ) -> LoadedConfig:
-    """Load ``[openlineage]``; every bad value raises one :class:`ConfigError`."""
+    """Load ``[openlineage]``; strict: the first bad value raises one :class:`ConfigError`.
+
+    ``lenient``: every bad value is replaced by its key's default and listed in
+    :attr:`LoadedConfig.invalid` (its source then reads ``default (invalid value from ...)``).
+    An unreadable config file raises either way.
+    """
     env = os.environ if environ is None else environ
     path = Path(config_file) if config_file is not None else config_file_path(env)
     airflow = _airflow_values() if environ is None and config_file is None else None
@@ -168,6 +177,7 @@ def load_config_with_sources(
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    invalid: list[Invalid] = []
     for key in KEYS:
         raw: object
         if key.env_var in env:
@@ -184,17 +194,82 @@ def load_config_with_sources(
         else:
             sources[key.name] = "default"
             continue
+        sources[key.name] = source
         try:
             values[key.name] = key.parse(key.name, raw)
         except ConfigError as err:
-            raise err.with_source(source) from None
-        sources[key.name] = source
+            if not lenient:
+                raise err.with_source(source) from None
+            invalid.append(Invalid(err.with_source(source), {key.name: default_of(key.name)}))
+            sources[key.name] = f"default (invalid value from {source})"
 
-    try:
-        config = build_config(values)
-    except ConfigError as err:
-        raise err.with_source(sources.get(err.key, "")) from None
-    return LoadedConfig(config, sources)
+    config = _build(values, sources, invalid if lenient else None)
+    unknown = _unknown_keys(env, airflow, file_values, path)
+    order = {key.name: i for i, key in enumerate(KEYS)}
+    invalid.sort(key=lambda bad: order.get(bad.error.key, len(order)))
+    return LoadedConfig(config, sources, tuple(invalid), tuple(unknown))
+
+
+def _build(
+    values: dict[str, Any], sources: dict[str, str], invalid: list[Invalid] | None
+) -> OpenLineageConfig:
+    """Build the config; with ``invalid`` (lenient), keys that fail validation fall back to defaults.
+
+    A cross-key check (``emitter_retry_max_backoff`` >= ``..._initial_backoff``) can fail
+    on a key left at its default: then the keys set next to it (same group) fall back too.
+    """
+    while True:
+        try:
+            return build_config(values)
+        except ConfigError as err:
+            if invalid is None:
+                raise err.with_source(sources.get(err.key, "")) from None
+            group = KEYS_BY_NAME[err.key].path[:-1] if err.key in KEYS_BY_NAME else ()
+            dropped = (
+                [err.key]
+                if err.key in values
+                else [name for name in values if KEYS_BY_NAME[name].path[:-1] == group]
+            )
+            error = err.with_source(sources.get(err.key, "default"))
+            invalid.append(Invalid(error, {name: default_of(name) for name in dropped}))
+            if not dropped:  # the defaults alone failed: cannot happen, but never loop
+                return OpenLineageConfig()
+            for name in dropped:
+                del values[name]
+                if not sources[name].startswith("default"):
+                    sources[name] = f"default (invalid value from {sources[name]})"
+
+
+#: Suffixes Airflow accepts on a key (``<key>_cmd``, ``<key>_secret``): not unknown keys.
+_VARIANTS = ("_cmd", "_secret")
+_PREFIX = "emitter_"
+
+
+def _unknown_keys(
+    env: Mapping[str, str],
+    airflow: Mapping[str, tuple[str, str]] | None,
+    file_values: Mapping[str, str],
+    path: Path,
+) -> list[str]:
+    """One sentence per ``emitter_*`` key that no :data:`KEYS` entry knows, nearest key named."""
+    env_prefix = f"AIRFLOW__{SECTION.upper()}__"
+    found: dict[str, str] = {}
+    for name in env:
+        if name.startswith(env_prefix + _PREFIX.upper()):
+            found.setdefault(name[len(env_prefix) :].lower(), f"env {name}")
+    for name, (_value, source) in (airflow or {}).items():
+        found.setdefault(name.lower(), source)
+    for name in file_values:
+        found.setdefault(name.lower(), f"file {path}")
+    out = []
+    for name, source in sorted(found.items()):
+        base = next((name[: -len(s)] for s in _VARIANTS if name.endswith(s)), name)
+        if not name.startswith(_PREFIX) or base in KEYS_BY_NAME:
+            continue
+        nearest = difflib.get_close_matches(name, [k.name for k in KEYS], n=1)
+        hint = f"did you mean {nearest[0]}?" if nearest else "see docs/configuration.md for the known keys"
+        out.append(f"unknown [{SECTION}] key {name} (from {source}) is ignored; {hint}")
+    return out
 
 
 def load_config(

@@ -10,9 +10,7 @@ what cannot be delivered is spilled instead of dropped and replayed when idle.
 from __future__ import annotations
 
 import atexit
-import functools
 import logging
-import os
 import threading
 import time
 import weakref
@@ -20,14 +18,18 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+import tenacity
+
 from openlineage_emitter._caller import TimedCaller
+from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter._ratelimit import RateLimitedLog
+from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter.metrics import Metrics, Publisher
 from openlineage_emitter.retry import BreakerState, CircuitBreaker, classify
 from openlineage_emitter.settings import MAX_ABANDONED_CALLS, EmitterSettings, Overflow
 from openlineage_emitter.stats import Counters, EmitterStats
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 _Item = tuple[Any, float]  # (event, monotonic submit time)
 
@@ -37,6 +39,18 @@ MIN_OVERFLOW_HELD = 1024
 
 #: Seconds between looks for new backlog batches (other processes may spill) while idle.
 BACKLOG_RESCAN_S = 5.0
+
+#: The longest single wait handed to ``threading``: past ``threading.TIMEOUT_MAX`` a wait
+#: raises OverflowError (and a Condition adds its own clock reading, hence the margin).
+_MAX_WAIT_S = threading.TIMEOUT_MAX / 2
+
+
+def clamp_wait_s(timeout_s: float) -> float:
+    """A caller's timeout as a wait ``threading`` accepts: any non-negative float, ``inf``
+    included (it means "until done"); negative or NaN means "do not wait"."""
+    if not timeout_s > 0:  # also NaN
+        return 0.0
+    return min(float(timeout_s), _MAX_WAIT_S)
 
 
 class Batch(Protocol):
@@ -102,7 +116,7 @@ class ThreadEmitter:
         # Fork safety: the child must not inherit queued events (they would be sent
         # twice), nor locks another thread held at fork time, nor a worker that does
         # not exist in it. It gets fresh state; the worker starts on first submit.
-        os.register_at_fork(after_in_child=functools.partial(_reinit_child, weakref.ref(self)))
+        reinit_in_child(self._reinit_after_fork)
 
     def _init_state(self) -> None:
         self._lock = threading.Lock()
@@ -111,12 +125,24 @@ class ThreadEmitter:
         self._overflow: deque[Any] = deque()  # refused events waiting to be spilled
         self._current: _Item | None = None
         self._current_settled = False
+        # Events taken off the queue, the overflow or the worker to be spilled, while the
+        # spill is being written: still pending (reported in queue_depth), so that
+        # ``stats()`` accounts for every submitted event at every moment.
+        self._spilling = 0
+        #: What the backend last answered to a failed attempt ("connection_error: ..."),
+        #: for the close warning: at exit that is often the only line an operator sees.
+        self._last_failure = ""
         self._wake = threading.Event()
         self._abort = threading.Event()
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._counters = Counters()
-        self._caller = TimedCaller(self._send, max_abandoned=MAX_ABANDONED_CALLS, name=self._name)
+        self._caller = TimedCaller(
+            self._send,
+            max_abandoned=MAX_ABANDONED_CALLS,
+            name=self._name,
+            on_late_success=self._late_delivered,
+        )
         self._breaker = CircuitBreaker(self._settings.breaker_threshold, self._settings.breaker_cooldown_s)
         self._replay_not_before = 0.0
         self._publisher = Publisher(self._metrics, self._metric_tags) if self._metrics is not None else None
@@ -199,17 +225,17 @@ class ThreadEmitter:
 
     def _idle(self) -> bool:
         in_flight = self._current is not None and not self._current_settled
-        return not self._queue and not self._overflow and not in_flight
+        return not self._queue and not self._overflow and not in_flight and not self._spilling
 
     def flush(self, timeout_s: float) -> bool:
-        """Wait at most ``timeout_s`` for the queue to drain.
+        """Wait at most ``timeout_s`` (any non-negative float, ``inf`` included) for the queue to drain.
 
         True if it drained and nothing was lost meanwhile, i.e. everything pending at
         the call was delivered (or, with a spool, is safe on disk).
         """
         with self._lock:
             lost_before = self._lost()
-            drained = self._drained.wait_for(self._idle, max(0.0, timeout_s))
+            drained = self._drained.wait_for(self._idle, clamp_wait_s(timeout_s))
             return drained and self._lost() == lost_before
 
     def _lost(self) -> int:
@@ -217,12 +243,21 @@ class ThreadEmitter:
         dropped = self._counters.dropped
         return sum(dropped.values()) - dropped["closed"]
 
-    def close(self, timeout_s: float | None = None) -> bool:
+    def close(
+        self,
+        timeout_s: float | None = None,
+        *,
+        budget_key: str = "emitter_shutdown_timeout",
+        budget_note: str = "",
+    ) -> bool:
         """Stop accepting, drain within ``timeout_s`` (default: the shutdown budget).
 
         Returns True if everything pending was delivered before the deadline. What is
         still pending then is spilled to the backlog if there is one, else dropped
-        (reason ``shutdown``), and logged.
+        (reason ``shutdown``), and logged. ``budget_key`` is the setting the warning
+        tells the operator to raise: the one that actually limited ``timeout_s`` (a host
+        may derive it from its own keys). ``budget_note`` says why the budget was short
+        (e.g. that earlier waits already spent it).
         """
         budget_s = self._settings.shutdown_timeout_s if timeout_s is None else timeout_s
         with self._lock:
@@ -243,6 +278,7 @@ class ThreadEmitter:
                 # then the backend sees it twice (at-least-once), never zero times.
                 left.append(current[0])
                 self._current_settled = True
+            self._spilling += len(left)
             self._drained.notify_all()
         # Stop retrying and sleeping; an in-flight call is abandoned, not awaited.
         self._abort.set()
@@ -250,14 +286,23 @@ class ThreadEmitter:
         self._caller.stop()
         if left:
             spooled = self._spill(left)
+            if self._last_failure:
+                answered = f"; the backend last answered {self._last_failure}"
+            elif current is not None:
+                answered = "; the backend had not answered the call in flight"
+            else:
+                answered = ""
             log.warning(
-                "%s closed after %gs with %d event(s) undelivered (%d in flight); %s; raise "
-                "emitter_shutdown_timeout to wait longer",
+                "%s closed after %gs with %d event(s) undelivered (%d in flight)%s; %s%s; raise %s "
+                "to wait longer",
                 self._name,
                 budget_s,
                 len(left),
                 int(current is not None),
+                f": {budget_note}" if budget_note else "",
                 "written to the spool" if spooled else "dropped",
+                answered,
+                budget_key,
             )
         self._summarise()
         return drained
@@ -268,28 +313,45 @@ class ThreadEmitter:
         if self._publisher is not None:
             self._publisher.publish(stats)
         reasons = ", ".join(f"{k} {v}" for k, v in stats.dropped.items() if v)
+        late = (
+            f"; {stats.late_delivered} more arrived late (calls given up on that the backend "
+            "answered after all: possible duplicates)"
+            if stats.late_delivered
+            else ""
+        )
         log.log(
             logging.WARNING if stats.dropped_total else logging.INFO,
-            "%s closed: delivered %d, spooled %d, dropped %d%s",
+            "%s closed: delivered %d, spooled %d, dropped %d%s%s",
             self._name,
             stats.delivered,
             stats.spooled,
             stats.dropped_total,
             f" ({reasons})" if reasons else "",
+            late,
         )
 
     def _spill(self, events: Sequence[Any], reason: str = "shutdown") -> bool:
-        """Spill to the backlog; what is not written counts as dropped. True if all written."""
+        """Spill to the backlog; what is not written counts as dropped. True if all written.
+
+        The caller has added ``len(events)`` to ``_spilling`` in the same locked block that
+        took them off the queue, the overflow or the worker: they move from there to
+        ``spooled``/``dropped`` in one step, never through a moment counted nowhere.
+        """
         written = invalid = 0
-        if self._backlog is not None:
-            try:
-                written, invalid = self._backlog.spill(events)
-            except Exception:
-                log.warning("%s: spilling to the spool failed", self._name, exc_info=True)
-        with self._lock:
-            self._counters.spooled += written
-            self._counters.dropped["non_retryable"] += invalid
-            self._counters.dropped[reason] += len(events) - written - invalid
+        try:
+            if self._backlog is not None:
+                try:
+                    written, invalid = self._backlog.spill(events)
+                except Exception:
+                    log.warning("%s: spilling to the spool failed", self._name, exc_info=True)
+        finally:
+            with self._lock:
+                self._spilling -= len(events)
+                self._counters.spooled += written
+                self._counters.dropped["non_retryable"] += invalid
+                self._counters.dropped[reason] += len(events) - written - invalid
+                if self._idle():
+                    self._drained.notify_all()
         return written == len(events)
 
     def _while_waiting(self) -> None:
@@ -309,6 +371,7 @@ class ThreadEmitter:
         with self._lock:
             overflow = list(self._overflow)
             self._overflow.clear()
+            self._spilling += len(overflow)
         self._spill(overflow, "queue_full")
 
     def _pause(self, seconds: float) -> None:
@@ -374,6 +437,7 @@ class ThreadEmitter:
                 with self._lock:
                     behind = [queued for queued, _ in self._queue]
                     self._queue.clear()
+                    self._spilling += len(behind)
                 self._spill(behind, "breaker_open")
             self._settle(event, "breaker_open")
             self._warn.warn(
@@ -387,8 +451,12 @@ class ThreadEmitter:
             )
             return
         probe = self._breaker.probing
+        attempts = 0
+        first_at = time.monotonic()
 
         def attempt() -> object:
+            nonlocal attempts
+            attempts += 1
             started = time.monotonic()
             try:
                 return self._caller.call(
@@ -404,39 +472,53 @@ class ThreadEmitter:
             else:
                 self._retrying(attempt)
         except BaseException as exc:  # noqa: BLE001 - classified and counted below, never lost
-            self._failed(event, exc)
+            self._failed(event, exc, attempts, time.monotonic() - first_at)
         else:
             latency_s = time.monotonic() - submitted_at
             with self._lock:
-                self._counters.delivered += 1
-                self._counters.latencies_s.append(latency_s)
+                if self._settle_current():
+                    self._counters.delivered += 1
+                    self._counters.latencies_s.append(latency_s)
+                else:
+                    # close() gave up on it (spilled or dropped it) while the call ran.
+                    self._counters.late_delivered += 1
                 self._counters.abandoned_calls = self._caller.abandoned_total
             self._replay_not_before = 0.0
             if self._publisher is not None:
                 self._publisher.timing("delivery_latency", latency_s)
-            if self._breaker.record_success() is BreakerState.CLOSED:
-                self._breaker_changed("closed")
-                log.warning("%s: backend answers again; circuit breaker closed", self._name)
+            self._backend_answered()
+
+    def _backend_answered(self, how: str = "") -> None:
+        """The backend answered (a success, or a refusal that says it is up): reset the
+        breaker, and say so if that closed it, whatever answer closed it."""
+        if self._breaker.record_success() is BreakerState.CLOSED:
+            self._breaker_changed("closed")
+            log.warning("%s: backend answers again%s; circuit breaker closed", self._name, how)
 
     def _breaker_changed(self, change: str) -> None:
         if self._publisher is not None:
             self._publisher.incr(f"breaker.{change}")
             self._publisher.gauge("breaker_state", {"opened": 2, "closed": 0}.get(change, -1))
 
-    def _count_retry(self, _state: object) -> None:
+    def _count_retry(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if exc is not None:
+            self._last_failure = f"{classify(exc).reason}: {_short(exc)}"
         with self._lock:
             self._counters.retried += 1
             self._counters.abandoned_calls = self._caller.abandoned_total
 
-    def _failed(self, event: Any, exc: BaseException) -> None:
+    def _failed(self, event: Any, exc: BaseException, attempts: int = 1, elapsed_s: float = 0.0) -> None:
         verdict = classify(exc)
+        self._last_failure = f"{verdict.reason}: {_short(exc)}"
         with self._lock:
             self._counters.failed += 1
         if not verdict.retryable:
             with self._lock:
-                self._counters.dropped["non_retryable"] += 1
+                if self._settle_current():  # else close() already counted it
+                    self._counters.dropped[verdict.dropped_as] += 1
             # The backend answered (or the event itself is bad): it is not down.
-            self._breaker.record_success()
+            self._backend_answered(f" ({verdict.reason})")
             self._warn.warn(
                 f"non_retryable:{verdict.reason}",
                 "%s: event rejected and dropped (%s: %s); it will not be retried",
@@ -449,34 +531,69 @@ class ThreadEmitter:
         if self._abort.is_set():
             self._settle(event, "shutdown")  # close() already reported it
             return
-        self._settle(event, "retries_exhausted")
+        spooled = self._settle(event, "retries_exhausted")
+        fate = "written to the spool" if spooled else "dropped"
+        keep = "" if self._backlog is not None else "; set emitter_spool_dir to keep such events"
         if self._breaker.record_failure() is BreakerState.OPEN:
             self._breaker_changed("opened")
             log.warning(
-                "%s: circuit breaker open: backend failing (%s: %s); not calling it for %gs",
+                "%s: circuit breaker open: backend failing (%s); not calling it for %gs (events "
+                "meanwhile are %s%s)",
                 self._name,
-                verdict.reason,
-                _short(exc),
+                self._last_failure,
                 self._settings.breaker_cooldown_s,
+                "spooled" if self._backlog is not None else "dropped",
+                keep,
             )
+            return
+        retry = self._settings.retry
+        # Name the limit that actually ended the retries: attempts often run out well
+        # before the deadline (5 attempts with the default backoff take ~11 s of 30).
+        if attempts >= retry.attempts:
+            limit, key = f"all {retry.attempts} attempts", "emitter_retry_attempts"
         else:
-            self._warn.warn(
-                "retries_exhausted",
-                "%s: event undelivered after retrying for up to %gs (%s: %s); check the backend "
-                "or raise emitter_retry_deadline",
-                self._name,
-                self._settings.retry.deadline_s,
-                verdict.reason,
-                _short(exc),
-            )
+            limit, key = f"the {retry.deadline_s:g}s deadline", "emitter_retry_deadline"
+        self._warn.warn(
+            "retries_exhausted",
+            "%s: event %s after %d attempt(s) in %.1fs: the backend answered %s; %s used up: "
+            "check the backend, or raise %s to retry longer%s",
+            self._name,
+            fate,
+            attempts,
+            elapsed_s,
+            self._last_failure,
+            limit,
+            key,
+            keep,
+        )
 
-    def _settle(self, event: Any, reason: str) -> None:
-        """An event the worker gives up on: spill it (unless close already did) or drop it."""
+    def _settle(self, event: Any, reason: str) -> bool:
+        """An event the worker gives up on: spill it (unless close already did) or drop it.
+
+        True if it was written to the spool."""
         with self._lock:
-            already = self._current_settled and self._current is not None and self._current[0] is event
+            mine = self._settle_current()
+            if mine:
+                self._spilling += 1
             self._counters.abandoned_calls = self._caller.abandoned_total
-        if not already:  # else close() spilled or dropped it and counted it
-            self._spill([event], reason)
+        if mine:  # else close() spilled or dropped it and counted it
+            return self._spill([event], reason)
+        return False
+
+    def _settle_current(self) -> bool:
+        """Under the lock: the worker's event stops being in flight. False if close() had
+        already taken it (and counted it)."""
+        if self._current is None or self._current_settled:
+            return False
+        self._current_settled = True
+        return True
+
+    def _late_delivered(self) -> None:
+        """A call abandoned at its timeout returned successfully after all: the event was
+        delivered, and is also counted by whatever its retry or close did (a duplicate,
+        or an event counted spooled/dropped that did arrive)."""
+        with self._lock:
+            self._counters.late_delivered += 1
 
     # -- replay ------------------------------------------------------------------------
 
@@ -529,9 +646,7 @@ class ThreadEmitter:
                         self._counters.replayed += 1
                 if probing:
                     probing = False
-                    if self._breaker.record_success() is BreakerState.CLOSED:
-                        self._breaker_changed("closed")
-                        log.warning("%s: backend answers again; circuit breaker closed", self._name)
+                    self._backend_answered()
                 consumed += 1
                 batch.progress(consumed)
         finally:
@@ -552,7 +667,7 @@ class ThreadEmitter:
             self._counters.quarantined = quarantined
             self._counters.spool_evicted = evicted
             return self._counters.snapshot(
-                queue_depth=len(self._queue) + len(self._overflow),
+                queue_depth=len(self._queue) + len(self._overflow) + self._spilling,
                 in_flight=int(self._current is not None and not self._current_settled),
                 threads_alive=threads,
                 breaker_state=self._breaker.state.value,
@@ -563,20 +678,46 @@ class ThreadEmitter:
 
 
 def _short(exc: BaseException) -> str:
+    """``Type: message`` of ``exc``, with its root cause's text instead of its own when
+    it wraps one: requests/urllib3 wrap "[Errno 111] Connection refused" in a message
+    so long that a 200-character prefix ends at "...Failed..."."""
     # Masked before truncating: a cut could split a secret so that the mask no longer matches it.
     from openlineage_emitter._secrets import mask_text
 
-    text = mask_text(f"{type(exc).__name__}: {exc}")
+    root = _root_cause(exc)
+    text = f"{type(exc).__name__}: {exc}"
+    if root is not exc:
+        text = f"{type(exc).__name__}: {type(root).__name__}: {root}"
+    text = mask_text(text)
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception with a message behind ``exc``: following its explicit cause
+    (``raise ... from``), urllib3's ``reason``, or an exception requests wraps as its first
+    argument."""
+    found, current, seen = exc, exc, 0
+    while seen < 16:
+        seen += 1
+        nested: BaseException | None = current.__cause__
+        if nested is None:
+            reason = getattr(current, "reason", None)
+            first = current.args[0] if current.args else None
+            if isinstance(reason, BaseException):
+                nested = reason
+            elif isinstance(first, BaseException):
+                nested = first
+            # Not the implicit __context__: an error raised while handling another is
+            # its own story ("during handling of the above exception, another occurred").
+        if nested is None or nested is current:
+            return found
+        current = nested
+        if str(current).strip():
+            found = current
+    return found
 
 
 def _close_at_exit(ref: weakref.ref[ThreadEmitter]) -> None:
     emitter = ref()
     if emitter is not None:
         emitter.close()
-
-
-def _reinit_child(ref: weakref.ref[ThreadEmitter]) -> None:
-    emitter = ref()
-    if emitter is not None:
-        emitter._reinit_after_fork()

@@ -2,20 +2,22 @@
 
 Inside Airflow that is ``airflow.stats.Stats`` (StatsD, OpenTelemetry, Datadog — the
 operator's choice); outside, anything with ``incr``/``gauge``/``timing``. Publishing
-happens on the worker thread, never on the caller's, and never raises.
+happens on the worker thread and in ``close()`` (whichever thread calls it), never on
+the caller's of ``submit``, and never raises.
 """
 
 from __future__ import annotations
 
-import logging
+import threading
 import time
 from collections.abc import Mapping
 from typing import Protocol
 
 from openlineage_emitter._ratelimit import RateLimitedLog
+from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter.stats import EmitterStats
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 PREFIX = "ol.emitter"
 
@@ -30,6 +32,7 @@ COUNTERS = {
     "quarantined": "quarantined",
     "abandoned_calls": "abandoned_calls",
     "spool_evicted": "spool_evicted",
+    "late_delivered": "late_delivered",
 }
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
@@ -63,6 +66,9 @@ class Publisher:
         self._interval_s = interval_s
         self._next_at = 0.0
         self._last: dict[str, int] = {}
+        # publish() runs on the worker and in close(): without the lock both could take
+        # the same delta and publish it twice.
+        self._publishing = threading.Lock()
         self._warn = RateLimitedLog(log, interval_s=300)
 
     def _guard(self, what: str, call: object, *args: object, **kwargs: object) -> None:
@@ -87,6 +93,10 @@ class Publisher:
 
     def publish(self, stats: EmitterStats) -> None:
         """Counter deltas since the last publish, the queue depth and the breaker state."""
+        with self._publishing:
+            self._publish(stats)
+
+    def _publish(self, stats: EmitterStats) -> None:
         self._next_at = time.monotonic() + self._interval_s
         for field, name in COUNTERS.items():
             value = int(getattr(stats, field))

@@ -59,6 +59,15 @@ KAFKA_RETRYABLE_CODES = frozenset(
 )
 
 
+#: librdkafka's fatal error code (``KafkaError._FATAL``): the producer is unusable for good.
+KAFKA_FATAL_CODE = -150
+
+
+def kafka_error_is_fatal(error: Any) -> bool:
+    """Whether a ``confluent_kafka.KafkaError`` leaves its producer unusable."""
+    return bool(error.fatal() or error.code() == KAFKA_FATAL_CODE)
+
+
 class CallTimeout(TimeoutError):
     """The inner transport did not return within the per-call timeout; the call was abandoned."""
 
@@ -74,6 +83,8 @@ class Verdict:
     retryable: bool
     reason: str
     retry_after_s: float | None = None
+    #: The drop reason a non-retryable failure is counted under (stats.DROP_REASONS).
+    dropped_as: str = "non_retryable"
 
 
 @attrs.frozen
@@ -86,16 +97,16 @@ class RetryPolicy:
         metadata={"key": "emitter_retry_attempts"},
     )
     initial_backoff_s: float = attrs.field(
-        default=0.5, validator=v.positive(), metadata={"key": "emitter_retry_initial_backoff"}
+        default=0.5, validator=v.seconds(), metadata={"key": "emitter_retry_initial_backoff"}
     )
     max_backoff_s: float = attrs.field(
-        default=10.0, validator=v.positive(), metadata={"key": "emitter_retry_max_backoff"}
+        default=10.0, validator=v.seconds(), metadata={"key": "emitter_retry_max_backoff"}
     )
     deadline_s: float = attrs.field(
-        default=30.0, validator=v.positive(), metadata={"key": "emitter_retry_deadline"}
+        default=30.0, validator=v.seconds(), metadata={"key": "emitter_retry_deadline"}
     )
     retry_after_max_s: float = attrs.field(
-        default=30.0, validator=v.at_least(0), metadata={"key": "emitter_retry_after_max"}
+        default=30.0, validator=v.seconds(zero_ok=True), metadata={"key": "emitter_retry_after_max"}
     )
 
     @max_backoff_s.validator
@@ -175,6 +186,8 @@ def _status_and_headers(exc: BaseException) -> tuple[int | None, Any]:
 def classify(exc: BaseException) -> Verdict:
     """Retryable: connection errors, timeouts, HTTP 408/425/429/5xx, transient Kafka errors.
 
+    A 3xx (a redirect the http transport refused to follow) is not retryable: ``redirect``.
+
     Everything else drops. Kafka (confluent-kafka): a ``KafkaException`` whose error is
     fatal is not retried; one that says ``retriable()`` or has a code in
     ``KAFKA_RETRYABLE_CODES`` is; ``BufferError`` (librdkafka's queue is full) is.
@@ -190,6 +203,10 @@ def classify(exc: BaseException) -> Verdict:
             return kafka
         status, headers = _status_and_headers(err)
         if status is not None:
+            if 300 <= status < 400:
+                # Not followed (see _redirects): the event reached no backend, and the same
+                # POST would be redirected again. Counted apart: it is a config problem.
+                return Verdict(False, "redirect", dropped_as="redirect")
             if status in RETRYABLE_STATUSES:
                 return Verdict(True, f"http_{status}", parse_retry_after(headers.get("Retry-After")))
             return Verdict(False, f"http_{status}")
@@ -230,7 +247,7 @@ def _kafka_verdict(err: BaseException) -> Verdict | None:
     if not isinstance(error, kafka.KafkaError):
         return Verdict(False, "kafka_error")
     name = str(error.name()).lstrip("_").lower()
-    if error.fatal() or error.code() == -150:  # _FATAL: the producer is unusable for good
+    if kafka_error_is_fatal(error):
         return Verdict(False, f"kafka_fatal_{name}")
     if error.retriable() or error.code() in KAFKA_RETRYABLE_CODES:
         return Verdict(True, f"kafka_{name}")
@@ -248,11 +265,13 @@ def parse_retry_after(value: object) -> float | None:
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    except Exception:  # noqa: BLE001 - any header we cannot read means "no hint": back off
+        # Not only ValueError: an oversized year or hour raises OverflowError from the
+        # datetime constructor, and it must not turn a retryable 503 into a drop.
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 class BreakerState(enum.Enum):

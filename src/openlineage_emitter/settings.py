@@ -17,6 +17,17 @@ class Overflow(enum.Enum):
     DROP_OLDEST = "drop_oldest"  #: evict the oldest queued event to make room
 
 
+#: ``emitter_spool_dir = off`` (any case): no spool, even where one is the default (in
+#: Airflow processes, ``$AIRFLOW_HOME/openlineage-spool``). Unset (None) means the default.
+SPOOL_OFF = "off"
+
+
+def _parse_spool_dir(key: str, raw: object) -> str | None:
+    if isinstance(raw, str) and raw.strip().lower() == SPOOL_OFF:
+        return SPOOL_OFF
+    return v.parse_optional_path(key, raw)
+
+
 #: Calls to the inner transport that may still be running after being abandoned. A new
 #: call thread starts only while fewer are alive, so with the worker: 3 threads at most.
 MAX_ABANDONED_CALLS = 2
@@ -37,7 +48,7 @@ class EmitterSettings:
         metadata={"key": "emitter_overflow"},
     )
     call_timeout_s: float = attrs.field(
-        default=5.0, validator=v.positive(), metadata={"key": "emitter_call_timeout"}
+        default=5.0, validator=v.seconds(), metadata={"key": "emitter_call_timeout"}
     )
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     breaker_threshold: int = attrs.field(
@@ -46,16 +57,17 @@ class EmitterSettings:
         metadata={"key": "emitter_breaker_threshold"},
     )
     breaker_cooldown_s: float = attrs.field(
-        default=30.0, validator=v.positive(), metadata={"key": "emitter_breaker_cooldown"}
+        default=30.0, validator=v.seconds(), metadata={"key": "emitter_breaker_cooldown"}
     )
     shutdown_timeout_s: float = attrs.field(
-        default=5.0, validator=v.at_least(0), metadata={"key": "emitter_shutdown_timeout"}
+        default=5.0, validator=v.seconds(zero_ok=True), metadata={"key": "emitter_shutdown_timeout"}
     )
-    #: Where undeliverable events are spilled (None: no spool). Used by ThreadedTransport.
+    #: Where undeliverable events are spilled: a directory, ``SPOOL_OFF``, or None (unset:
+    #: the process default, see ``transport.use_default_spool_dir``; none outside Airflow).
     spool_dir: str | None = attrs.field(
         default=None,
         validator=attrs.validators.optional(attrs.validators.instance_of(str)),
-        metadata={"key": "emitter_spool_dir"},
+        metadata={"key": "emitter_spool_dir", "parse": _parse_spool_dir},
     )
     spool_max_bytes: int = attrs.field(
         default=100 * 1024 * 1024,

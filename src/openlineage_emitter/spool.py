@@ -8,6 +8,10 @@ Layout (one directory, mode 0700; files 0600 — events can carry SQL and metada
     .tmp-...                                     being written (never read)
     quarantine/<name>                            unreadable or rejected; kept for a human
 
+The directory is trusted only if this process's user owns it and nobody else can write
+into it; only regular files are read, never through a symlink, never blocking, never
+more than ``read_limit`` bytes at once (see ``_safefs``).
+
 Delivery from a spool is at-least-once: a batch is removed only after its records
 were delivered; replay progress is fsynced after every record, so a process killed
 mid-replay leaves a claim that another process reclaims and resumes after the last
@@ -18,21 +22,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import itertools
-import logging
 import os
-import stat
 import threading
 import time
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
+from openlineage_emitter import _safefs
+from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter._owner import current_owner, owner_is_dead
 from openlineage_emitter._records import frame, frame_all, parse_records
+from openlineage_emitter._secrets import masked_logger
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 _SUFFIX = ".jsonl"
 _CLAIM = ".claim-"
@@ -44,6 +48,9 @@ STALE_TMP_S = 60.0
 RESCAN_EVERY = 256
 #: Seconds between looks for claims whose owner died.
 RECLAIM_EVERY_S = 30.0
+#: One batch read takes at most max(max_bytes, this) bytes: the spool never holds more than
+#: ``max_bytes`` but for the one batch just written, and a bigger file is not one of ours.
+READ_LIMIT_FLOOR = 64 * 1024 * 1024
 #: A claim with no replay progress for this long is reclaimed even if its owner looks
 #: alive (a hung process, or an owner on another host sharing the directory).
 CLAIM_LEASE_S = 600.0
@@ -51,6 +58,14 @@ CLAIM_LEASE_S = 600.0
 
 class SpoolError(Exception):
     """A spool file could not be read as records."""
+
+
+class QuarantineError(OSError):
+    """Records could not be set aside in ``quarantine/``: they were left in the spool instead.
+
+    The batch keeps its place in the directory (a later replay, once a human fixed
+    ``quarantine/``, tries again) but this ``Spool`` does not claim it again.
+    """
 
 
 def _count_of(name: str) -> int:
@@ -90,8 +105,11 @@ def _read_progress(path: Path) -> tuple[int, int]:
     bytes before it are damaged later.
     """
     try:
-        data = path.read_bytes()
+        data = _safefs.read_regular(path, READ_LIMIT_FLOOR)
     except FileNotFoundError:
+        return 0, 0
+    except OSError as exc:  # a symlink, FIFO, ... planted under its name: start over, never block
+        log.warning("spool progress file %s ignored: %s", path, exc)
         return 0, 0
     entries = []
     for entry in parse_records(data).records:
@@ -124,7 +142,7 @@ class Claim:
         Damaged bytes between intact records are copied to the quarantine and skipped.
         """
         try:
-            data = self.path.read_bytes()
+            data = _safefs.read_regular(self.path, self._spool.read_limit)
         except OSError as exc:
             raise SpoolError(f"cannot read {self.path.name}: {exc}") from exc
         parsed = parse_records(data)
@@ -150,7 +168,8 @@ class Claim:
         entry = frame(b"%d %d" % (self._ends[finished - 1], self._skipped + finished))
         try:
             if self._progress_fd is None:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+                # Never through a planted symlink, never blocking on a FIFO.
+                flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
                 self._progress_fd = os.open(self._progress_path, flags, 0o600)
                 self._spool._fsync_dir()  # the new name must survive a crash too
             _write_all(self._progress_fd, entry)
@@ -195,14 +214,31 @@ class Claim:
         self.release()
 
     def quarantine(self, reason: str) -> None:
-        """Move the batch aside for a human; it is never retried."""
-        target = self._spool.quarantine_dir / self.name
-        with contextlib.suppress(FileNotFoundError):
-            self._spool.quarantine_dir.mkdir(mode=0o700, exist_ok=True)
-            os.replace(self.path, target)
+        """Move the batch aside for a human; it is never retried.
+
+        ``QuarantineError`` if ``quarantine/`` cannot take it: the batch is then given back
+        under its name (never left claimed, never deleted) and this spool skips it.
+        """
+        spool = self._spool
+        try:
+            dir_fd = _safefs.open_private_subdir(spool.directory, _QUARANTINE)
+            try:
+                target = _safefs.free_name(dir_fd, self.name)
+                os.replace(self.path, target, dst_dir_fd=dir_fd)
+            finally:
+                os.close(dir_fd)
             self._close_progress(remove=True)
-            self._spool.count_quarantined(self.count or 1)
-            log.warning("spool file %s quarantined (%s): %s", self.name, reason, target)
+        except FileNotFoundError:
+            return  # the claim is gone (a human removed it): nothing left to set aside
+        except OSError as exc:
+            self.release()
+            spool.left_in_place(self.name, self.count)
+            raise QuarantineError(
+                f"cannot quarantine spool file {self.name} ({reason}): {_explain(exc)}; "
+                f"left it in {spool.directory}"
+            ) from exc
+        spool.count_quarantined(self.count or 1)
+        log.warning("spool file %s quarantined (%s): %s", self.name, reason, spool.quarantine_dir / target)
 
 
 class Spool:
@@ -215,6 +251,11 @@ class Spool:
         self.max_bytes = max_bytes
         self.lease_s = lease_s
         self.quarantine_dir = self.directory / _QUARANTINE
+        self.read_limit = max(max_bytes, READ_LIMIT_FLOOR)
+        #: Batches that could not be quarantined: never claimed again by this object.
+        self._in_place: set[str] = set()
+        self.in_place_records = 0
+        self._ignored: set[str] = set()  # non-regular entries already warned about
         self._seq = itertools.count()
         self._lock = threading.Lock()
         self.written = 0
@@ -226,21 +267,16 @@ class Spool:
         self._ensure_dir()
         self._remove_stale_tmp()
         self._rescan_and_evict(keep=None)
-        os.register_at_fork(after_in_child=functools.partial(_reinit_child, weakref.ref(self)))
+        reinit_in_child(self._after_fork)
 
     def _after_fork(self) -> None:
         # A lock held by another thread at fork time would never be released in the child.
         self._lock = threading.Lock()
 
     def _ensure_dir(self) -> None:
-        if not self.directory.is_dir():
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        mode = stat.S_IMODE(self.directory.stat().st_mode)
-        if mode != 0o700:
-            # mkdir's mode is filtered by the umask. A directory owned by someone else
-            # cannot be changed; that is the operator's choice, not an error.
-            with contextlib.suppress(PermissionError):
-                os.chmod(self.directory, 0o700)
+        # Whoever else can write here could move batches out or plant forged events:
+        # _safefs.UntrustedDirectoryError (an OSError) rather than a spool nobody can vouch for.
+        _safefs.ensure_private_dir(self.directory)
 
     def _remove_stale_tmp(self) -> None:
         now = time.time()
@@ -259,7 +295,11 @@ class Spool:
         return f"{time.time_ns():020d}-{os.getpid()}-{next(self._seq):08d}-{count}{_SUFFIX}"
 
     def write(self, records: Sequence[bytes]) -> bool:
-        """Write one batch durably (temp file, fsync, atomic rename). Never raises."""
+        """Write one batch durably; True only once it is whole and fsynced. Never raises.
+
+        Temp file (every byte written, fsynced), atomic rename, directory fsynced: a
+        crash at any point leaves the whole batch or none of it.
+        """
         if not records:
             return True
         name = self._name(len(records))
@@ -334,11 +374,26 @@ class Spool:
     # -- reading ---------------------------------------------------------------------
 
     def _batches(self) -> list[Path]:
+        """Batch files, oldest first: regular files only (a symlink, FIFO or device is never a batch)."""
+        names = []
         try:
-            names = sorted(n for n in os.listdir(self.directory) if n.endswith(_SUFFIX) and n[0] != ".")
+            with os.scandir(self.directory) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if not name.endswith(_SUFFIX) or name[0] == "." or name in self._in_place:
+                        continue
+                    if _safefs.is_regular(entry):
+                        names.append(name)
+                    elif name not in self._ignored:
+                        self._ignored.add(name)
+                        log.warning(
+                            "spool entry %s is %s: ignored, never read",
+                            self.directory / name,
+                            _safefs.entry_kind(entry),
+                        )
         except FileNotFoundError:
             return []
-        return [self.directory / n for n in names]
+        return [self.directory / n for n in sorted(names)]
 
     def pending(self) -> tuple[int, int]:
         """(batches, records) waiting to be replayed, claimed ones and finished records excluded."""
@@ -415,30 +470,69 @@ class Spool:
                     path.unlink()
 
     def quarantine_records(self, records: Sequence[bytes], reason: str) -> None:
-        """Set single records aside (e.g. ones the backend rejects) for a human."""
+        """Set single records aside (e.g. ones the backend rejects) for a human.
+
+        ``QuarantineError`` if ``quarantine/`` cannot take them: they are then written
+        back to the spool as a batch of their own that this spool does not claim again
+        (lost only if that write fails too, and the error says so).
+        """
         if not records:
             return
+        name = self._name(len(records))
         try:
-            self.quarantine_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _write_file(self.quarantine_dir / self._name(len(records)), records)
+            dir_fd = _safefs.open_private_subdir(self.directory, _QUARANTINE)
+            os.close(dir_fd)
+            # Checked just above: a real directory of ours, so the path cannot lead outside
+            # (nobody else can write into the spool to swap it), and O_EXCL never follows a link.
+            _write_file(self.quarantine_dir / name, records)
         except OSError as exc:
-            log.warning("could not quarantine %d spooled event(s): %s", len(records), exc)
-            return
+            kept = self._keep_in_place(name, records)
+            where = f"left them in {self.directory}" if kept else "could not keep them in the spool: lost"
+            raise QuarantineError(
+                f"cannot quarantine {len(records)} spooled event(s) ({reason}): {_explain(exc)}; {where}"
+            ) from exc
         self.count_quarantined(len(records))
         log.warning("%d spooled event(s) quarantined (%s) in %s", len(records), reason, self.quarantine_dir)
+
+    def _keep_in_place(self, name: str, records: Sequence[bytes]) -> bool:
+        # Written like a batch (temporary name, then rename) so that a later replay, once
+        # quarantine/ is fixed, retries them; but not counted as spooled events.
+        tmp = self.directory / f".tmp-{name}"
+        try:
+            _write_file(tmp, records)
+            os.replace(tmp, self.directory / name)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            return False
+        self.left_in_place(name, len(records))
+        return True
+
+    def left_in_place(self, name: str, records: int) -> None:
+        """``name`` could not be quarantined and stays in the spool: do not claim it again."""
+        with self._lock:
+            self._in_place.add(name)
+            self.in_place_records += records
 
     def quarantine_damaged(self, name: str, damaged: bytes, records: int) -> None:
         """Keep the damaged bytes of batch ``name`` for a human, once (a batch read again
         after a crash does not copy them twice)."""
-        target = self.quarantine_dir / f"{name}.damaged"
+        target = f"{name}.damaged"
         try:
-            self.quarantine_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            dir_fd = _safefs.open_private_subdir(self.directory, _QUARANTINE)
+        except OSError as exc:
+            log.warning("could not quarantine the damaged part of spool batch %s: %s", name, _explain(exc))
+            return
+        try:
+            # O_EXCL|O_NOFOLLOW in a directory checked to be ours: never written through a link.
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dir_fd)
         except FileExistsError:
             return
         except OSError as exc:
             log.warning("could not quarantine the damaged part of spool batch %s: %s", name, exc)
             return
+        finally:
+            os.close(dir_fd)
         try:
             _write_all(fd, damaged)
             os.fsync(fd)
@@ -451,7 +545,7 @@ class Spool:
             "spool batch %s is damaged: %d byte(s) quarantined in %s, its intact events are replayed",
             name,
             len(damaged),
-            target,
+            self.quarantine_dir / target,
         )
 
     def count_quarantined(self, records: int) -> None:
@@ -459,7 +553,47 @@ class Spool:
             self.quarantined += records
 
 
-def _reinit_child(ref: weakref.ref[Spool]) -> None:
-    spool = ref()
-    if spool is not None:
-        spool._after_fork()
+def _explain(exc: OSError) -> str:
+    if isinstance(exc, _safefs.UntrustedDirectoryError) or not exc.strerror:
+        return str(exc)
+    return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+
+
+class Usage(NamedTuple):
+    """What waits in a spool directory (see :func:`usage`)."""
+
+    bytes: int  #: size of the batch files, claimed ones included
+    batches: int  #: batches not yet delivered, claimed (being replayed) ones included
+    events: int  #: their records not yet finished with
+    claimed: int  #: of ``batches``, being replayed by some process now
+    oldest_written_ns: int | None  #: when the oldest of them was written (epoch ns)
+
+
+def usage(directory: str | os.PathLike[str]) -> Usage:
+    """What waits in ``directory``, read only: nothing is created, claimed or evicted.
+
+    For ``openlineage-emitter check``. A directory that does not exist holds nothing.
+    """
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return Usage(0, 0, 0, 0, None)
+    size = batches = events = claimed = 0
+    oldest: int | None = None
+    for name in names:
+        if name.startswith("."):
+            continue
+        original = name.rpartition(_CLAIM)[0] if _CLAIM in name else name
+        if not original.endswith(_SUFFIX):
+            continue
+        path = Path(directory, name)
+        with contextlib.suppress(FileNotFoundError):
+            size += path.stat().st_size
+            batches += 1
+            claimed += original != name
+            finished = _read_progress(path.with_name(original + _PROGRESS))[1]
+            events += max(0, _count_of(original) - finished)
+            written = original.split("-", 1)[0]
+            if written.isdigit():
+                oldest = int(written) if oldest is None else min(oldest, int(written))
+    return Usage(size, batches, events, claimed, oldest)

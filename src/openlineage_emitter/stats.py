@@ -14,6 +14,7 @@ DROP_REASONS = (
     "closed",  # submitted after close()
     "breaker_open",  # the backend was declared dead; not called
     "non_retryable",  # the backend or the serialiser rejected it (4xx, bad event)
+    "redirect",  # the backend answered with a 3xx; lineage POSTs do not follow redirects
     "retries_exhausted",  # retryable errors until attempts or the per-event deadline ran out
     "shutdown",  # still queued or in flight when the close/exit deadline was reached
 )
@@ -43,6 +44,11 @@ class EmitterStats:
     replayed: int
     quarantined: int
     spool_evicted: int
+    #: Calls abandoned at their timeout (or in flight at close) that the backend answered
+    #: with success afterwards. Not part of the accounting identity: each such event is
+    #: also counted where its retry or close left it (delivered again, spooled or
+    #: dropped), so this is the number of possible duplicates the backend saw.
+    late_delivered: int
     latency_p50_s: float | None
     latency_p99_s: float | None
 
@@ -70,6 +76,7 @@ class Counters:
         self.replayed = 0
         self.quarantined = 0
         self.spool_evicted = 0
+        self.late_delivered = 0
         self.dropped = dict.fromkeys(DROP_REASONS, 0)
         self.latencies_s: deque[float] = deque(maxlen=latency_window)
 
@@ -92,6 +99,7 @@ class Counters:
             replayed=self.replayed,
             quarantined=self.quarantined,
             spool_evicted=self.spool_evicted,
+            late_delivered=self.late_delivered,
             latency_p50_s=_percentile(ordered, 0.50),
             latency_p99_s=_percentile(ordered, 0.99),
         )

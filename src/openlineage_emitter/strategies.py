@@ -18,12 +18,13 @@ from typing import Protocol
 
 from openlineage_emitter._caller import TimedCaller
 from openlineage_emitter._ratelimit import RateLimitedLog
+from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter.config import OpenLineageConfig
 from openlineage_emitter.metrics import Publisher
 from openlineage_emitter.retry import BackendBusy, CallTimeout
 from openlineage_emitter.transport import use_synchronous_emission
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 #: Seconds a timed-out child gets between SIGTERM and SIGKILL.
 KILL_GRACE_S = 0.5

@@ -8,11 +8,7 @@ OpenLineageClient(config={"transport": {
 
 from __future__ import annotations
 
-import functools
-import logging
-import os
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,18 +18,23 @@ from openlineage.client.transport.http import HttpTransport
 from openlineage.client.transport.kafka import KafkaTransport  # imports confluent_kafka lazily
 from openlineage.client.transport.transport import Config, Transport
 
-from openlineage_emitter import _validators as v
 from openlineage_emitter._backlog import SpoolBacklog
-from openlineage_emitter._kafka import KafkaDelivery, _kafka_producer_config, kafka_attempt_wait_s
+from openlineage_emitter._forksafe import reinit_in_child
+from openlineage_emitter._kafka import KafkaDelivery, kafka_attempt_wait_s, kafka_producer_config
+from openlineage_emitter._keys import Parse, keys_of, transport_key
+from openlineage_emitter._redirects import no_redirect_session
+from openlineage_emitter._secrets import masked_logger, masked_repr
+from openlineage_emitter._spool_location import make_private_dir
 from openlineage_emitter.config import load_config
-from openlineage_emitter.emitter import ThreadEmitter
+from openlineage_emitter.emitter import ThreadEmitter, clamp_wait_s
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.metrics import Metrics
-from openlineage_emitter.settings import EmitterSettings, Overflow
+from openlineage_emitter.retry import RetryPolicy
+from openlineage_emitter.settings import SPOOL_OFF, EmitterSettings
 from openlineage_emitter.spool import Spool
 from openlineage_emitter.stats import EmitterStats
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 #: urllib3 retry settings that switch the http transport's own retries off: the
 #: emitter's policy is the one retry layer, so retries neither nest nor outlive the
@@ -47,35 +48,24 @@ NO_HTTP_RETRY: dict[str, Any] = {
     "allowed_methods": ["HEAD", "POST"],
 }
 
-_TOP_KEYS: dict[str, tuple[str, Any]] = {
-    "queue_size": ("queue_size", v.parse_int),
-    "overflow": ("overflow", lambda k, r: v.parse_enum(k, r, Overflow)),
-    "call_timeout": ("call_timeout_s", v.parse_seconds),
-    "shutdown_timeout": ("shutdown_timeout_s", v.parse_seconds),
-    "breaker_threshold": ("breaker_threshold", v.parse_int),
-    "breaker_cooldown": ("breaker_cooldown_s", v.parse_seconds),
-    "spool_dir": ("spool_dir", v.parse_optional_path),
-    "spool_max_bytes": ("spool_max_bytes", v.parse_int),
+#: ThreadedTransport's own keys, derived from EmitterSettings' fields (see ``_keys``):
+#: transport key -> (attribute, parser). ``retry`` holds the RetryPolicy's keys.
+_TOP_KEYS: dict[str, tuple[str, Parse]] = {
+    transport_key(key): (key.path[-1], key.parse) for key in keys_of(EmitterSettings) if len(key.path) == 1
 }
-_RETRY_KEYS = {
-    "attempts": ("attempts", v.parse_int),
-    "initial_backoff": ("initial_backoff_s", v.parse_seconds),
-    "max_backoff": ("max_backoff_s", v.parse_seconds),
-    "deadline": ("deadline_s", v.parse_seconds),
-    "retry_after_max": ("retry_after_max_s", v.parse_seconds),
+_RETRY_KEYS: dict[str, tuple[str, Parse]] = {
+    transport_key(key): (key.path[-1], key.parse) for key in keys_of(RetryPolicy)
 }
-
-_AS_TRANSPORT_KEY = {
-    **{f"emitter_{key}": key for key in _TOP_KEYS},
-    **{f"emitter_retry_{key}": f"retry.{key}" for key in _RETRY_KEYS if key != "retry_after_max"},
-    "emitter_retry_after_max": "retry.retry_after_max",
-}
+#: ``[openlineage]`` key -> ThreadedTransport key, to name a key the way the operator wrote it.
+_AS_TRANSPORT_KEY = {key.name: transport_key(key) for key in keys_of(EmitterSettings)}
 
 
 def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(given) - allowed)
     if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}", given[unknown[0]], f"one of the keys {sorted(allowed)}")
+        # An unknown key is often a credential in the wrong place (``auth``, ``custom_headers``
+        # meant for ``inner``): its value is never shown, the key name says enough.
+        raise ConfigError(f"{where}.{unknown[0]}", None, f"one of the keys {sorted(allowed)}", secret=True)
 
 
 @attrs.define
@@ -85,7 +75,7 @@ class ThreadedTransportConfig(Config):
     Keys not given default to the effective ``[openlineage] emitter_*`` values.
     """
 
-    inner: dict[str, Any]
+    inner: dict[str, Any] = attrs.field(repr=masked_repr)
     settings: EmitterSettings = attrs.field(factory=EmitterSettings)
 
     @classmethod
@@ -96,7 +86,7 @@ class ThreadedTransportConfig(Config):
         if not isinstance(inner, Mapping) or "type" not in inner:
             raise ConfigError(
                 f"{where}.inner",
-                inner,
+                None,
                 'the wrapped transport\'s config, e.g. {"type": "http", "url": "..."}',
                 secret=True,
             )
@@ -108,7 +98,7 @@ class ThreadedTransportConfig(Config):
         }
         retry_given = params.get("retry") or {}
         if not isinstance(retry_given, Mapping):
-            raise ConfigError(f"{where}.retry", retry_given, f"a mapping of {sorted(_RETRY_KEYS)}")
+            raise ConfigError(f"{where}.retry", None, f"a mapping of {sorted(_RETRY_KEYS)}", secret=True)
         _check_keys(f"{where}.retry", retry_given, set(_RETRY_KEYS))
         retry: dict[str, Any] = {
             attr: parse(f"{where}.retry.{key}", retry_given[key])
@@ -135,6 +125,7 @@ def _inner_config(inner: Mapping[str, Any], settings: EmitterSettings) -> dict[s
         # An abandoned call keeps its thread until the HTTP timeout fires: keep the
         # two equal unless the operator chose otherwise.
         config.setdefault("timeout", settings.call_timeout_s)
+        config["session"] = no_redirect_session()
     elif config.get("type") == KafkaTransport.kind and isinstance(config.get("config"), Mapping):
         # Kafka: see KafkaDelivery. Only producer defaults here; the operator's values win.
         if config.get("flush") is False:
@@ -142,7 +133,7 @@ def _inner_config(inner: Mapping[str, Any], settings: EmitterSettings) -> dict[s
                 "ThreadedTransport: the inner kafka transport's `flush: false` has no effect; "
                 "each event waits for its own delivery report"
             )
-        config["config"] = _kafka_producer_config(config["config"], settings)
+        config["config"] = kafka_producer_config(config["config"], settings)
     return config
 
 
@@ -186,7 +177,7 @@ class ThreadedTransport(Transport):
             metrics=metrics,
             metric_tags={"transport": str(self.inner.kind), **(metric_tags or {})},
         )
-        os.register_at_fork(after_in_child=functools.partial(_reset_child, weakref.ref(self)))
+        reinit_in_child(self._reset_after_fork)
 
     @classmethod
     def wrap(
@@ -208,17 +199,19 @@ class ThreadedTransport(Transport):
     ) -> ThreadedTransport:
         """Wrap an already built transport (e.g. the one an OpenLineage client made).
 
-        An ``HttpTransport``'s own urllib3 retries are switched off here too. With
+        An ``HttpTransport``'s own urllib3 retries are switched off here too, and it no
+        longer follows redirects (see ``_redirects``). With
         ``metrics`` (e.g. Airflow's ``Stats``) the emitter publishes ``ol.emitter.*``.
         A ``KafkaTransport``'s producer is rebuilt on first use with ThreadedTransport's
-        producer defaults (``_kafka_producer_config``).
+        producer defaults (``kafka_producer_config``).
         """
         if isinstance(inner, HttpTransport):
             inner.config.retry = dict(NO_HTTP_RETRY)
-            inner.session = None  # rebuilt on first use with the new retry settings
+            # A new session mounts an adapter with the new retry settings, and refuses redirects.
+            inner.session = no_redirect_session()
         if isinstance(inner, KafkaTransport):
             given = settings or load_config().emitter
-            inner.kafka_config.config = _kafka_producer_config(inner.kafka_config.config, given)
+            inner.kafka_config.config = kafka_producer_config(inner.kafka_config.config, given)
             inner.producer = None  # rebuilt by KafkaDelivery on first use
         config = ThreadedTransportConfig(
             inner={"type": inner.kind or type(inner).__name__}, settings=settings or load_config().emitter
@@ -248,15 +241,20 @@ class ThreadedTransport(Transport):
     def flush(self, timeout_s: float) -> bool:
         return self._emitter.flush(timeout_s)
 
-    def close(self, timeout: float = -1) -> bool:
-        """Drain within ``timeout`` seconds (negative: the shutdown budget); True if all delivered."""
+    def close(
+        self, timeout: float = -1, *, budget_key: str = "emitter_shutdown_timeout", budget_note: str = ""
+    ) -> bool:
+        """Drain within ``timeout`` seconds (negative: the shutdown budget); True if all delivered.
+
+        ``budget_key``/``budget_note``: see ``ThreadEmitter.close`` (the key the warning
+        names, and why the budget was short)."""
         budget_s = self.threaded_config.settings.shutdown_timeout_s if timeout < 0 else timeout
         deadline = time.monotonic() + budget_s
-        delivered = self._emitter.close(budget_s)
+        delivered = self._emitter.close(budget_s, budget_key=budget_key, budget_note=budget_note)
         if self._kafka is not None:
             # Kafka: flush the producer within what is left of the same deadline (normally
             # nothing is left in it: every event waited for its delivery report).
-            flushed = self._kafka.close(max(0.0, deadline - time.monotonic()))
+            flushed = self._kafka.close(clamp_wait_s(deadline - time.monotonic()))
             return delivered and flushed
         if delivered:
             # Only when nothing is in flight: an abandoned call may still be using it.
@@ -270,7 +268,7 @@ class ThreadedTransport(Transport):
         if isinstance(self.inner, HttpTransport):
             # The parent's pooled keep-alive sockets are shared with the child; writing
             # to them from two processes interleaves requests. Start a new session.
-            self.inner.session = None
+            self.inner.session = no_redirect_session()
         if self._kafka is not None:
             self._kafka.reset_after_fork()
 
@@ -288,21 +286,43 @@ def kafka_delivery(inner: Transport, settings: EmitterSettings) -> KafkaDelivery
 
 def sender_for(inner: Transport, settings: EmitterSettings) -> Callable[[Any], object]:
     """The callable that delivers one event through ``inner`` and raises when it was not."""
+    if isinstance(inner, ThreadedTransport):
+        return inner._send  # its emit only enqueues; deliver through what it wraps
     return kafka_delivery(inner, settings) or inner.emit
 
 
+#: Where ThreadedTransports of this process spool when ``spool_dir`` is unset (None: no
+#: spool). The Airflow plugin sets ``$AIRFLOW_HOME/openlineage-spool``; see _spool_location.
+_default_spool_dir: str | None = None
+
+
+def use_default_spool_dir(directory: str | None) -> None:
+    """Make ``directory`` the spool of every ThreadedTransport built later in this process
+    whose ``spool_dir`` is unset (``emitter_spool_dir = off`` still turns it off)."""
+    global _default_spool_dir  # noqa: PLW0603 - one default per process, by design
+    _default_spool_dir = directory
+
+
 def _open_spool(settings: EmitterSettings) -> Spool | None:
-    if not settings.spool_dir:
+    directory, default = settings.spool_dir, settings.spool_dir is None
+    if default:
+        directory = _default_spool_dir
+    if not directory or directory == SPOOL_OFF:
         return None
     try:
-        return Spool(settings.spool_dir, settings.spool_max_bytes)
-    except OSError as exc:
+        if default:
+            make_private_dir(directory)
+        return Spool(directory, settings.spool_max_bytes)
+    except Exception as exc:  # noqa: BLE001 - whatever makes it unusable, emission goes on
         # Emission must keep working without a spool rather than not at all.
         log.warning(
-            "emitter_spool_dir %s is unusable (%s); continuing without a spool: undeliverable "
-            "events will be dropped",
-            settings.spool_dir,
+            "%s %s is unusable (%s); continuing without a spool: undeliverable events will be dropped. %s",
+            "the default spool directory" if default else "emitter_spool_dir",
+            directory,
             exc,
+            "Set [openlineage] emitter_spool_dir to a usable directory, or to `off`."
+            if default
+            else "Fix the directory, or set [openlineage] emitter_spool_dir = off.",
         )
         return None
 
@@ -326,9 +346,3 @@ def _emit_now(send: Callable[[Any], object], event: Any, settings: EmitterSettin
         settings.retry.retrying()(send, event)
     except Exception as exc:  # noqa: BLE001 - emission never raises into the caller
         log.warning("synchronous OpenLineage emission failed: %s: %s", type(exc).__name__, exc)
-
-
-def _reset_child(ref: weakref.ref[ThreadedTransport]) -> None:
-    transport = ref()
-    if transport is not None:
-        transport._reset_after_fork()

@@ -183,6 +183,10 @@ class AirflowHome:
             AIRFLOW__CORE__PARALLELISM="2",
             AIRFLOW__OPENLINEAGE__NAMESPACE=NAMESPACE,
             AIRFLOW__OPENLINEAGE__EXECUTION_TIMEOUT=f"{EXECUTION_TIMEOUT_S:g}",
+            # The default spool ($AIRFLOW_HOME/openlineage-spool) is shared by every run of
+            # this session's home: one run's spooled events would be replayed into later
+            # runs' collectors. Tests of the spool set a directory or drop this.
+            AIRFLOW__OPENLINEAGE__EMITTER_SPOOL_DIR="off",
         )
         if transport_url is not None:
             env["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps({"type": "http", "url": transport_url})

@@ -110,3 +110,29 @@ def test_without_the_provider_airflow_runs_and_the_plugin_warns_once(
     ):
         assert failure not in output
     assert "openlineage_emitter/" not in output  # no traceback through this package
+
+
+def test_the_log_says_each_event_was_queued_and_what_was_delivered(healthy_run: DagsTest) -> None:
+    lines = healthy_run.finished.output.splitlines()
+    delivered = len(healthy_run.events)
+
+    assert not [line for line in lines if "Successfully emitted OpenLineage" in line]
+    assert len([line for line in lines if "Queued OpenLineage" in line]) == delivered
+    summaries = [line for line in lines if "OpenLineage events queued by this process so far" in line]
+    assert len(summaries) >= len(TASK_STATES), healthy_run.finished.tail()  # one per task at least
+    assert all("dropped 0" in line for line in summaries), summaries
+    [closed] = [line for line in lines if "closed: delivered" in line]
+    assert f"closed: delivered {delivered}, spooled 0, dropped 0" in closed
+
+
+def test_with_a_refusing_backend_the_log_says_nothing_was_delivered(airflow_home: AirflowHome) -> None:
+    run = dags_test(airflow_home, None, url=refusing_url())
+    lines = run.finished.output.splitlines()
+
+    assert run.states == TASK_STATES, run.finished.tail()
+    assert not [line for line in lines if "Successfully emitted OpenLineage" in line]
+    summaries = [line for line in lines if "OpenLineage events queued by this process so far" in line]
+    assert summaries, run.finished.tail()
+    assert all("delivered 0," in line and "warning" in line.lower() for line in summaries), summaries
+    [closed] = [line for line in lines if "closed: delivered" in line]
+    assert "closed: delivered 0," in closed

@@ -7,6 +7,7 @@ forks, ``executor`` builds a process pool, ``before_stopping`` waits for it.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -41,8 +42,16 @@ def make_provider(url: str) -> tuple[Any, Any]:
                 self._client = OpenLineageClient(config={"transport": {"type": "http", "url": url}})
             return self._client
 
+        @property
+        def log(self) -> logging.Logger:  # as the provider's LoggingMixin
+            return logging.getLogger("tests.provider.adapter")
+
         def emit(self, job: str, state: RunState = RunState.COMPLETE) -> None:
-            self.get_or_create_openlineage_client().emit(make_event(state, job=job))
+            event = make_event(state, job=job)
+            self.get_or_create_openlineage_client().emit(event)
+            self.log.info(
+                "Successfully emitted OpenLineage `%s` event of id `%s`", state.value, event.run.runId
+            )
 
     class Listener:
         def __init__(self) -> None:
@@ -268,3 +277,50 @@ def test_before_stopping_swallows_a_base_exception_raised_while_it_flushes(
     [record] = [r for r in caplog.records if "flushing before stopping failed" in r.getMessage()]
     assert record.exc_info is not None
     assert record.exc_info[0] is TaskTimeout
+
+
+def test_the_success_line_of_a_queued_event_says_queued_and_a_synchronous_client_keeps_its_own(
+    fresh_process: None, collector: Collector, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, adapter_cls = patched(collector.url)
+    explicit = adapter_cls(OpenLineageClient(config={"transport": {"type": "http", "url": collector.url}}))
+    caplog.set_level(logging.INFO, logger="tests.provider.adapter")
+
+    adapter_cls().emit("configured", RunState.START)
+    explicit.emit("explicit", RunState.START)
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "tests.provider.adapter"]
+    assert len(lines) == 2
+    assert lines[0].startswith("Queued OpenLineage `START` event of id `")
+    assert "not delivered yet" in lines[0]
+    assert lines[1].startswith("Successfully emitted OpenLineage `START` event of id `")
+
+
+def test_before_stopping_logs_what_became_of_the_events_queued_so_far(
+    fresh_process: None, collector: Collector, caplog: pytest.LogCaptureFixture
+) -> None:
+    listener, _ = patched(collector.url)
+    for job in ("a", "b"):
+        listener._execute(lambda job=job: listener.adapter.emit(job), "on_success", use_fork=True)
+    caplog.set_level(logging.INFO, logger="openlineage_emitter")
+
+    listener.before_stopping(object())
+
+    [record] = [r for r in caplog.records if "queued by this process so far" in r.getMessage()]
+    assert record.levelno == logging.INFO
+    assert record.getMessage().endswith(": 2; delivered 2, spooled 0, dropped 0, still queued 0")
+
+
+def test_before_stopping_warns_of_events_it_could_not_deliver_in_time(
+    fresh_process: None, hung_collector: Collector, caplog: pytest.LogCaptureFixture
+) -> None:
+    listener, _ = patched(hung_collector.url)
+    listener._execute(lambda: listener.adapter.emit("a"), "on_success", use_fork=True)
+    process.current().exit_spent_s = process.current().exit_budget_s()  # nothing left to wait
+    caplog.set_level(logging.INFO, logger="openlineage_emitter")
+
+    listener.before_stopping(object())
+
+    [record] = [r for r in caplog.records if "queued by this process so far" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "delivered 0, spooled 0, dropped 0, still queued 1 (delivery goes on until" in record.getMessage()

@@ -97,3 +97,18 @@ def test_an_adapter_given_its_own_client_sends_to_that_clients_backend(
         assert [e["job"]["name"] for e in own.events] == ["explicit-1", "explicit-2"]
     assert result["patched"] is True
     assert [e["job"]["name"] for e in collector.events] == ["configured"]
+
+
+def test_a_threaded_transport_configured_for_the_provider_is_injected_as_its_inner_transport(
+    airflow_home: AirflowHome, collector: Collector
+) -> None:
+    """``[openlineage] transport`` set to a ThreadedTransport, plugin off: the provider's
+    inspection sees the wrapped http transport, as if that were configured directly."""
+    threaded = {"type": "openlineage_emitter.ThreadedTransport", "inner": http(collector.url)}
+
+    wrapped = run_scenario(airflow_home, threaded, "inspect", **OFF)
+    plain = run_scenario(airflow_home, http(collector.url), "inspect", **OFF)
+
+    assert plain["spark"]["spark.openlineage.transport.type"] == "http"
+    for what in ("spark", "glue", "emr", "metric_tags"):
+        assert wrapped[what] == plain[what], what

@@ -6,6 +6,7 @@
 - ``process``: what exists once per process: the config, the one ``ThreadedTransport``,
   the strategies, the exit budget.
 - ``inprocess``: stands in for the provider's ``ProcessPoolExecutor``.
+- ``tasklog``: what the task log says about delivery (queued, then what became of it).
 - ``metrics``: Airflow's own ``Stats`` as the emitter's metrics client, and which
   component (task runner, scheduler, API server, ...) this process is.
 

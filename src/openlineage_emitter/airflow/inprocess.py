@@ -9,14 +9,14 @@ SIGTERM. Here the callable builds its event in-process, bounded by ``execution_t
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, ParamSpec, TypeVar, cast
 
+from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter.strategies import ThreadStrategy
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")

@@ -36,7 +36,6 @@ StatsD or Datadog a metric is one UDP datagram, with OpenTelemetry an in-memory 
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
 import threading
@@ -44,7 +43,9 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-log = logging.getLogger(__name__)
+from openlineage_emitter._secrets import masked_logger
+
+log = masked_logger(__name__)
 
 TASK_RUNNER = "task_runner"
 SCHEDULER = "scheduler"

@@ -14,14 +14,16 @@ What is routed where:
   fork (older providers send it through ``_execute(use_fork=True)``).
 - ``executor`` — scheduler DAG-run events and (newer providers) state changes go to
   ``submit_callable`` -> ``executor.submit``: an in-process executor, never a process pool.
-- ``before_stopping`` — a bounded flush of the process's emitter (see ``process``).
+- ``before_stopping`` — a bounded flush of the process's emitter (see ``process``), then
+  one line saying what became of the events queued so far (see ``tasklog``).
 - ``on_starting`` (and ``before_stopping``) — only observed: the component Airflow passes
   (the task runner's marker, a scheduler/triggerer/DAG-processor ``Job``) tells the
   process which component it is, for the metrics' ``component`` tag.
 - ``OpenLineageAdapter.get_or_create_openlineage_client`` — the transport of every client
   the provider builds from its config is replaced by the process's one
   ``ThreadedTransport``; a client an adapter was given (``OpenLineageAdapter(client=...)``)
-  is left as it is.
+  is left as it is. Its logger (``log``) says "queued" where the provider would say
+  "Successfully emitted" of an event that was only queued (see ``tasklog``).
 
 Hook methods keep their pluggy marker (``functools.wraps`` copies it); the listener is
 registered with pluggy after all plugins loaded, so the patched hooks are the ones seen.
@@ -33,14 +35,14 @@ import contextlib
 import contextvars
 import functools
 import inspect
-import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from openlineage_emitter.airflow import process
+from openlineage_emitter._secrets import masked_logger
+from openlineage_emitter.airflow import process, tasklog
 from openlineage_emitter.transport import ThreadedTransport
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 #: Set on a class once it is patched, so a second plugin manager in the same process
 #: (core and task SDK both load plugins) does not wrap the wrappers.
@@ -117,7 +119,9 @@ def _patch_listener(cls: Any) -> None:
             pool, self._executor = getattr(self, "_executor", None), None
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
-            process.current().flush_before_stopping()
+            state = process.current()
+            state.flush_before_stopping()
+            tasklog.report(state.transport)
         except BaseException:
             # BaseException, as the provider's own before_stopping: Airflow's SIGALRM
             # `timeout` raises AirflowTaskTimeout (a BaseException, so that user code
@@ -173,6 +177,12 @@ def _patch_adapter(cls: Any) -> None:
         return client
 
     cls.get_or_create_openlineage_client = get_or_create_openlineage_client
+    # The adapter's per-event "Successfully emitted" line: "queued" when it only queued.
+    # `log` is LoggingMixin's property; anything else is left as it is.
+    original_log = inspect.getattr_static(cls, "log", None)
+    if isinstance(original_log, property) and original_log.fget is not None:
+        getter = original_log.fget
+        cls.log = property(lambda self: tasklog.TruthfulLog(getter(self), self), doc=original_log.__doc__)
 
 
 def _observe(component: Any) -> None:

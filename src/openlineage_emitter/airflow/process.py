@@ -12,6 +12,9 @@ at interpreter exit — shares one budget: ``execution_timeout`` (capped by
 scheduler or API server. A hung backend therefore delays a process's exit by at most
 that, however many events it emitted.
 
+Spool: on by default here, in ``$AIRFLOW_HOME/openlineage-spool`` (``configure``), unless
+``emitter_spool_dir`` names another directory or ``off``.
+
 Metrics: the transport and the strategies publish ``ol.emitter.*`` to Airflow's own
 ``Stats`` (``metrics.AirflowStats``), tagged with this process's component (``Role``).
 
@@ -23,21 +26,22 @@ the parent's ones used do not exist in it. The ``ThreadedTransport`` re-initiali
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from openlineage_emitter._secrets import masked_logger
+from openlineage_emitter._spool_location import airflow_default_spool_dir
 from openlineage_emitter.airflow.inprocess import InProcessExecutor
 from openlineage_emitter.airflow.metrics import Role, airflow_stats
 from openlineage_emitter.config import OpenLineageConfig
 from openlineage_emitter.metrics import Metrics, Publisher
 from openlineage_emitter.strategies import Strategy, ThreadStrategy, select_strategy
-from openlineage_emitter.transport import ThreadedTransport
+from openlineage_emitter.transport import ThreadedTransport, use_default_spool_dir
 
-log = logging.getLogger(__name__)
+log = masked_logger(__name__)
 
 
 class Process:
@@ -153,6 +157,17 @@ class Process:
             return min(self.config.execution_timeout_s, settings.shutdown_timeout_s)
         return settings.shutdown_timeout_s
 
+    def exit_budget_key(self) -> str:
+        """The key that limits ``exit_budget_s``: the one to raise for a longer exit wait."""
+        execution_s, shutdown_s = self.config.execution_timeout_s, self.config.emitter.shutdown_timeout_s
+        if not self.task_runner or shutdown_s < execution_s:
+            return "emitter_shutdown_timeout"
+        return (
+            "execution_timeout"
+            if execution_s < shutdown_s
+            else "execution_timeout and emitter_shutdown_timeout"
+        )
+
     def _spend(self, wait: Callable[[float], bool]) -> bool:
         """Run ``wait(what is left of the exit budget)`` and count the time it took."""
         remaining = max(0.0, self.exit_budget_s() - self.exit_spent_s)
@@ -169,7 +184,14 @@ class Process:
 
     def close_at_exit(self) -> bool:
         transport = self.transport
-        return True if transport is None else self._spend(transport.close)
+        if transport is None:
+            return True
+        budget_s, key = self.exit_budget_s(), self.exit_budget_key()
+        spent = self.exit_spent_s >= budget_s and self.exit_spent_s > 0
+        note = f"the exit budget ({budget_s:g}s, {key}) was already spent waiting in before_stopping"
+        return self._spend(
+            lambda remaining: transport.close(remaining, budget_key=key, budget_note=note if spent else "")
+        )
 
     def after_fork_in_child(self) -> None:
         self._reset()
@@ -183,6 +205,10 @@ def configure(config: OpenLineageConfig) -> Process:
     global _process  # noqa: PLW0603 - one state per process, by design
     if _process is None:
         _process = Process(config)
+        # Zero loss by default: in an Airflow process an unset emitter_spool_dir means
+        # $AIRFLOW_HOME/openlineage-spool, for every ThreadedTransport built here, also one
+        # configured as `transport` (see _spool_location).
+        use_default_spool_dir(airflow_default_spool_dir(os.environ))
     return _process
 
 

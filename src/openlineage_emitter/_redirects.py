@@ -1,0 +1,51 @@
+"""Lineage POSTs never follow redirects.
+
+requests follows them by default: a 301/302/303 turns the POST into a body-less GET whose 200
+would count the event as delivered, and a 307/308 re-sends the event with every custom header
+(API keys included) to whatever host the ``Location`` names. An inner ``http`` transport of this
+package sends through a session that refuses: any 3xx raises :class:`RedirectRefused`, which the
+retry classification treats as a non-retryable ``redirect``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+
+from openlineage_emitter._secrets import mask_text
+
+
+class RedirectRefused(requests.HTTPError):
+    """The backend answered a lineage POST with a 3xx; the redirect was not followed."""
+
+
+class _NoRedirectSession(requests.Session):
+    """A session that sends each request once and turns any 3xx answer into an error.
+
+    Enforced in ``send`` rather than per call so it holds however the transport posts (it
+    passes ``allow_redirects`` only in some cases) and whatever adapter is mounted.
+    """
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        kwargs["allow_redirects"] = False
+        response = super().send(request, **kwargs)
+        if 300 <= response.status_code < 400:
+            location = response.headers.get("Location")
+            target = urljoin(response.url or request.url or "", location) if location else "no Location"
+            response.close()
+            raise RedirectRefused(
+                mask_text(
+                    f"HTTP {response.status_code} redirect to {target} refused: lineage events are "
+                    "only sent to the configured URL; configure the final URL instead"
+                ),
+                response=response,
+                request=request,
+            )
+        return response
+
+
+def no_redirect_session() -> requests.Session:
+    """A new session for an ``HttpTransport`` (``transport.session = ...`` mounts its adapter)."""
+    return _NoRedirectSession()
