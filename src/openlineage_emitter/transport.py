@@ -24,6 +24,7 @@ from openlineage_emitter._kafka import KafkaDelivery, kafka_attempt_wait_s, kafk
 from openlineage_emitter._keys import Parse, keys_of, transport_key
 from openlineage_emitter._redirects import no_redirect_session
 from openlineage_emitter._secrets import masked_logger, masked_repr
+from openlineage_emitter._sized import SizedSend
 from openlineage_emitter._spool_location import make_private_dir
 from openlineage_emitter.config import load_config
 from openlineage_emitter.emitter import ThreadEmitter, clamp_wait_s
@@ -168,7 +169,12 @@ class ThreadedTransport(Transport):
         settings = config.settings
         self.spool = _open_spool(settings)
         self._kafka = kafka_delivery(self.inner, settings)
-        self._send: Callable[[Any], object] = self._kafka if self._kafka is not None else self.inner.emit
+        # Size control on the worker's side of the queue: ``emit`` stays enqueue-only.
+        self._send: Callable[[Any], object] = SizedSend(
+            self._kafka if self._kafka is not None else self.inner.emit,
+            settings.max_event_bytes,
+            name=f"openlineage-emitter[{self.inner.kind}]",
+        )
         self._emitter = ThreadEmitter(
             self._send,
             settings,
