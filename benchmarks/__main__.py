@@ -35,8 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description=(
-            "openlineage-emitter benchmarks: caller cost, throughput, memory, crash, event size, kafka, airflow "
-            "(loopback only)."
+            "openlineage-emitter benchmarks: caller cost, throughput, memory, crash, event size, kafka, "
+            "airflow (loopback only)."
         ),
     )
     parser.add_argument("--quick", action="store_true", help="fewer events: a ~20 s run instead of ~1-2 min")

@@ -152,7 +152,9 @@ def run(opts: Options) -> Table:
     table.notes.append(
         "emit us: the caller's cost (enqueue only); delivery ms: emit to accepted, shedding included"
     )
-    table.notes.append("the collector runs in this process whatever --collector says: its answers are read back")
+    table.notes.append(
+        "the collector runs in this process whatever --collector says: its answers are read back"
+    )
     table.notes.append(
         "marked: the delivered event carries the run facet "
         f"{TRUNCATION_FACET} (what was shed, sizes before/after)"

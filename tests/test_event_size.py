@@ -24,7 +24,7 @@ from openlineage.client.uuid import generate_new_uuid
 
 from openlineage_emitter import EmitterSettings, ThreadedTransport
 from openlineage_emitter._size import TIERS, TRUNCATION_FACET, shrink, size_of, to_json
-from openlineage_emitter.collector import Answer, Collector
+from openlineage_emitter.collector import Answer, Collector, refusing_url
 from openlineage_emitter.metrics import Publisher
 from openlineage_emitter.retry import RetryPolicy
 from tests.conftest import PRODUCER, make_event, wait_until
@@ -66,7 +66,9 @@ def big_event(
     if custom:
         run_facets["airflow"] = AirflowRunFacet(op_kwargs="k" * custom)
     if source:
-        job_facets["sourceCode"] = source_code_job.SourceCodeJobFacet(language="python", sourceCode="s" * source)
+        job_facets["sourceCode"] = source_code_job.SourceCodeJobFacet(
+            language="python", sourceCode="s" * source
+        )
     if sql:
         job_facets["sql"] = sql_job.SQLJobFacet(query="q" * sql)
     if docs:
@@ -130,7 +132,9 @@ def test_shrinking_leaves_the_given_event_unchanged() -> None:
 
 
 def test_facets_are_shed_debug_then_source_code_then_custom_then_standard_then_dataset() -> None:
-    event = as_dict(big_event(debug=10 * KB, source=20 * KB, sql=30 * KB, custom=10 * KB, docs=5 * KB, schema=40 * KB))
+    event = as_dict(
+        big_event(debug=10 * KB, source=20 * KB, sql=30 * KB, custom=10 * KB, docs=5 * KB, schema=40 * KB)
+    )
 
     shrunk = shrink(event, None, reason="too_large")
 
@@ -250,7 +254,12 @@ def test_a_413_is_answered_by_one_retry_without_the_sheddable_facets(
         ]
         validate_event(delivered)
         stats = transport.stats()
-        assert (stats.delivered, stats.truncated["too_large"], stats.retried, stats.dropped_total) == (1, 1, 0, 0)
+        assert (stats.delivered, stats.truncated["too_large"], stats.retried, stats.dropped_total) == (
+            1,
+            1,
+            0,
+            0,
+        )
 
 
 def test_a_second_413_drops_the_event_as_too_large(
@@ -385,3 +394,49 @@ def test_an_event_too_large_for_the_backend_is_not_spooled(
 
     stats = transport.stats()
     assert (stats.dropped["too_large"], stats.spooled) == (1, 0)
+
+
+def spool_one(spool_dir: str, event: RunEvent) -> None:
+    """Spool ``event`` the way an outage does: the backend refuses connections, once."""
+    settings = EmitterSettings(
+        retry=RetryPolicy(attempts=1), breaker_threshold=0, spool_dir=spool_dir, call_timeout_s=5
+    )
+    transport = ThreadedTransport.wrap({"type": "http", "url": refusing_url()}, settings)
+    transport.emit(event)
+    assert transport.flush(10)
+    assert transport.close(1)
+    assert transport.stats().spooled == 1
+
+
+def test_a_spooled_event_is_shrunk_on_replay_after_a_413(
+    transports: list[ThreadedTransport], tmp_path: Any
+) -> None:
+    spool_dir = str(tmp_path / "spool")
+    spool_one(spool_dir, big_event(debug=200 * KB))
+    with Collector(max_body_bytes=100 * KB) as collector:
+        settings = EmitterSettings(retry=FAST_RETRY, spool_dir=spool_dir)
+        transport = ThreadedTransport.wrap({"type": "http", "url": collector.url}, settings)
+        transports.append(transport)
+        transport.emit(make_event())  # the live event; replay follows when the queue is idle
+
+        assert wait_until(lambda: transport.stats().replayed == 1, 10)
+
+        assert [r.status for r in collector.received] == [200, 413, 200]
+        assert dict(transport.stats().truncated) == {"budget": 0, "too_large": 1}
+
+
+def test_a_spooled_event_the_backend_refuses_as_too_large_is_quarantined(
+    transports: list[ThreadedTransport], tmp_path: Any
+) -> None:
+    spool_dir = str(tmp_path / "spool")
+    spool_one(spool_dir, make_event())
+    with Collector(max_body_bytes=100) as collector:  # every event is too large
+        settings = EmitterSettings(retry=FAST_RETRY, spool_dir=spool_dir)
+        transport = ThreadedTransport.wrap({"type": "http", "url": collector.url}, settings)
+        transports.append(transport)
+        transport.emit(make_event())
+
+        assert wait_until(lambda: transport.stats().quarantined == 1, 10)
+
+        stats = transport.stats()
+        assert (stats.dropped["too_large"], stats.replayed, stats.spooled) == (1, 0, 0)

@@ -30,7 +30,9 @@ import attrs
 #: The marker facet's name: custom facets are prefixed with their producer's name.
 TRUNCATION_FACET = "openlineageEmitter_truncation"
 PRODUCER = "https://github.com/openlineage-emitter/emitter"
-TRUNCATION_SCHEMA_URL = "https://github.com/openlineage-emitter/emitter/blob/main/docs/scaling.md#large-events"
+TRUNCATION_SCHEMA_URL = (
+    "https://github.com/openlineage-emitter/emitter/blob/main/docs/scaling.md#large-events"
+)
 
 TIERS = ("debug", "source_code", "custom", "standard", "dataset")
 
