@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from openlineage.client.transport import get_default_factory
@@ -222,13 +222,15 @@ class ThreadedTransport(Transport):
         """The inner transport's config (AttributeError if it keeps none, as it would)."""
         return getattr(self.inner, "config")  # noqa: B009 - not every Transport keeps one
 
-    def __getattr__(self, name: str) -> Any:
-        # Only for attributes this class does not have; private and dunder names are not
-        # delegated (copy/pickle probe those, and `inner` may not be set yet).
-        inner = self.__dict__.get("inner")
-        if inner is None or name.startswith("_"):
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        return getattr(inner, name)
+    if not TYPE_CHECKING:  # hidden from mypy: a typo on a ThreadedTransport stays a type error
+
+        def __getattr__(self, name: str) -> Any:
+            # Only for attributes this class does not have; private and dunder names are not
+            # delegated (copy/pickle probe those, and `inner` may not be set yet).
+            inner = self.__dict__.get("inner")
+            if inner is None or name.startswith("_"):
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            return getattr(inner, name)
 
     def emit(self, event: Any) -> None:
         """Queue the event; never blocks, never raises."""

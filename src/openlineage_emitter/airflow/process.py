@@ -100,8 +100,10 @@ class Process:
     def shared_transport(self, inner: Any) -> ThreadedTransport:
         """The process's one ``ThreadedTransport``; built around ``inner`` the first time.
 
-        Later clients' own transports are replaced by it: they are built from the same
-        config, and a second queue and worker would double the threads and split FIFO.
+        Later clients the provider builds from its config have their transports replaced
+        by it: built from the same config, a second queue and worker would double the
+        threads and split FIFO. A client handed to an adapter explicitly never comes here
+        (see ``patch``): it keeps its own transport.
         """
         with self._lock:
             if self.transport is None:
