@@ -262,14 +262,25 @@ class DagsTest:
     states: dict[str, str]
     #: How many times the ``dags test`` process forked (sitecustomize counts them).
     forks: int
+    #: How many of those forks made Python (3.12+) warn that the process is
+    #: multi-threaded (sitecustomize counts them).
+    fork_warnings: int
 
 
 def dags_test(home: AirflowHome, collector: Collector | None, url: str | None = None, **env: str) -> DagsTest:
     """``airflow dags test ole_tasks`` against ``collector`` (or ``url``); bounded, then checked."""
     fork_log = home.path / f"forks-{uuid.uuid4().hex[:8]}.log"
     fork_log.touch()
+    warning_log = fork_log.with_suffix(".warnings")
+    warning_log.touch()
     url = url or (collector.url if collector is not None else None)
-    run_env = home.env(url, PYTHONPATH=str(SITE), OLE_TEST_FORK_LOG=str(fork_log), **env)
+    run_env = home.env(
+        url,
+        PYTHONPATH=str(SITE),
+        OLE_TEST_FORK_LOG=str(fork_log),
+        OLE_TEST_FORK_WARNING_LOG=str(warning_log),
+        **env,
+    )
     before = home.last_run(TASKS_DAG)
     finished = home.run([AIRFLOW, "dags", "test", TASKS_DAG], run_env, name="dags-test")
     if collector is not None:
@@ -277,7 +288,8 @@ def dags_test(home: AirflowHome, collector: Collector | None, url: str | None = 
         collector.wait_for(2 * len(TASK_STATES), timeout_s=1.0)
     events = collector.events if collector is not None else []
     forks = len(fork_log.read_text().splitlines())
-    return DagsTest(finished, events, home.task_states(TASKS_DAG, before), forks)
+    fork_warnings = len(warning_log.read_text().splitlines())
+    return DagsTest(finished, events, home.task_states(TASKS_DAG, before), forks, fork_warnings)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,11 @@
 
 - ``OLE_TEST_FORK_LOG=<path>``: every forked child appends a line to ``<path>``, so a test
   can count the forks a process made.
+- ``OLE_TEST_FORK_WARNING_LOG=<path>``: every ``os.fork()`` that makes Python (3.12+)
+  warn "This process ... is multi-threaded, use of fork() may lead to deadlocks in the
+  child" appends a line to ``<path>``, whatever the warning filters say (by default a
+  DeprecationWarning outside ``__main__`` is not shown); the warning is then re-issued
+  under the process's own filters.
 - ``OLE_TEST_HIDE_PROVIDER=1``: the OpenLineage provider looks uninstalled: its
   distribution is hidden from ``importlib.metadata`` (so neither Airflow's plugin loader
   nor its providers manager finds its entry points) and importing its package raises
@@ -15,7 +20,8 @@ import importlib.abc
 import importlib.machinery
 import os
 import sys
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from types import ModuleType
 from typing import Any
@@ -27,6 +33,30 @@ PROVIDER_PACKAGE = "airflow.providers.openlineage"
 def _log_fork(path: str) -> None:
     with open(path, "a") as fh:
         fh.write(f"{os.getpid()} {os.getppid()}\n")
+
+
+FORK_WARNING = "use of fork() may lead to deadlocks"
+
+
+def _record_fork_warnings(path: str) -> None:
+    real_fork: Callable[[], int] = os.fork
+
+    def fork() -> int:
+        # Python warns in the parent, right after the fork: record every warning of the
+        # call (filters set to "always" for it), then re-issue them as they would have been.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pid = real_fork()
+        if pid == 0:
+            return pid
+        for warning in caught:
+            if FORK_WARNING in str(warning.message):
+                with open(path, "a") as fh:
+                    fh.write(f"{os.getpid()} {warning.message}\n")
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        return pid
+
+    os.fork = fork
 
 
 class _HideProvider(importlib.abc.MetaPathFinder):
@@ -62,5 +92,7 @@ def _hide_provider() -> None:
 
 if os.environ.get("OLE_TEST_FORK_LOG"):
     os.register_at_fork(after_in_child=lambda: _log_fork(os.environ["OLE_TEST_FORK_LOG"]))
+if os.environ.get("OLE_TEST_FORK_WARNING_LOG"):
+    _record_fork_warnings(os.environ["OLE_TEST_FORK_WARNING_LOG"])
 if os.environ.get("OLE_TEST_HIDE_PROVIDER") == "1":
     _hide_provider()
