@@ -21,6 +21,15 @@ PRODUCER = "https://github.com/openlineage-emitter/tests"
 SPEC_DIR = Path(__file__).resolve().parent / "data" / "openlineage-spec"
 
 
+@pytest.fixture(autouse=True)
+def no_process_default_spool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts without a process default spool and leaves none behind: one set
+    by a test (the Airflow plugin's, ~/airflow/openlineage-spool) must not reach others."""
+    from openlineage_emitter import transport
+
+    monkeypatch.setattr(transport, "_default_spool_dir", None)
+
+
 @pytest.fixture
 def collector() -> Iterator[Collector]:
     """A healthy loopback collector (script it with ``answer``/``script``); always stopped."""

@@ -364,6 +364,16 @@ def test_check_shows_an_empty_spool_and_its_cap(env: dict[str, str], collector: 
     assert not default_spool(env).exists()  # check looks, never creates
 
 
+def test_check_says_when_the_spool_cannot_be_read(env: dict[str, str], collector: Collector) -> None:
+    default_spool(env).parent.mkdir(parents=True)
+    default_spool(env).write_text("a file where the directory should be")
+    result = cli(transport_env(env, {"type": "http", "url": collector.url}), "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert spool_lines_of(result.stdout)[1] == (
+        "spool holds: cannot be read (Not a directory); cap 100.0 MiB (emitter_spool_max_bytes)"
+    )
+
+
 def test_check_shows_a_configured_spool_and_its_source(
     env: dict[str, str], collector: Collector, tmp_path: Path
 ) -> None:

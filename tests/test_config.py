@@ -261,6 +261,7 @@ SAMPLES: dict[str, tuple[str, Callable[[OpenLineageConfig], object], object]] = 
     "emitter_shutdown_timeout": ("0", lambda c: c.emitter.shutdown_timeout_s, 0.0),
     "emitter_spool_dir": ("/var/spool/ol", lambda c: c.emitter.spool_dir, "/var/spool/ol"),
     "emitter_spool_max_bytes": ("4096", lambda c: c.emitter.spool_max_bytes, 4096),
+    "emitter_max_event_bytes": ("1048576", lambda c: c.emitter.max_event_bytes, 1048576),
     "emitter_force_fork": ("true", lambda c: c.force_fork, True),
     "emitter_plugin_enabled": ("off", lambda c: c.plugin_enabled, False),
 }

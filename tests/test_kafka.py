@@ -678,3 +678,22 @@ def test_threads_are_released_after_close(cluster: MockCluster, topic: str) -> N
     assert transport.close(5)
     assert wait_until(lambda: not [t for t in emitter_threads() if t.ident not in earlier], timeout_s=3)
     assert not [t for t in threading.enumerate() if "rdkafka" in t.name]  # librdkafka's are native
+
+
+def test_a_byte_budget_below_message_max_bytes_delivers_a_large_event_shrunk(
+    cluster: MockCluster, topic: str, make_transport: MakeTransport
+) -> None:
+    transport = make_transport(
+        EmitterSettings(retry=FAST_RETRY, max_event_bytes=9_000), producer={"message.max.bytes": 10_000}
+    )
+    big = make_event()
+    assert big.run.facets is not None
+    big.run.facets["big"] = {"_producer": PRODUCER, "_schemaURL": PRODUCER, "blob": "x" * 20_000}  # type: ignore[assignment]
+    transport.emit(big)
+    assert transport.flush(5)
+    [record] = consume(cluster, topic)
+    assert record.event["run"]["runId"] == big.run.runId
+    assert record.event["run"]["facets"]["openlineageEmitter_truncation"]["shedFacets"] == ["run.facets.big"]
+    assert record.key == kafka_message_key(Serde.to_dict(big))
+    stats = transport.stats()
+    assert (stats.delivered, stats.truncated["budget"], stats.dropped_total) == (1, 1, 0)

@@ -73,6 +73,19 @@ def test_a_transport_wrapped_around_a_built_one_does_not_follow_redirects(
     assert target.received == []
 
 
+@pytest.mark.parametrize("status", [302, 307])
+def test_http_transports_inside_a_composite_do_not_follow_redirects(
+    collector: Collector, target: Collector, status: int
+) -> None:
+    redirect_to(collector, target, status)
+    composite = {"type": "composite", "transports": [inner_http(collector)], "continue_on_failure": False}
+    transport = ThreadedTransport.wrap(composite, EmitterSettings())
+    transport.emit(make_event())
+    transport.close(5)
+    assert len(collector.received) == 1
+    assert target.received == []
+
+
 def test_the_warning_names_the_location_masked(
     collector: Collector, target: Collector, caplog: pytest.LogCaptureFixture
 ) -> None:

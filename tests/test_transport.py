@@ -105,7 +105,7 @@ def test_retryable_status_is_retried_until_delivered(
     assert transport.stats().retried == 2
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 413, 422])
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422])
 def test_non_retryable_status_drops_the_event_at_once(
     collector: Collector, make_transport: MakeTransport, status: int
 ) -> None:
@@ -329,7 +329,8 @@ def test_it_presents_the_inner_http_transports_kind_config_and_attributes(
     assert transport.config is inner.config
     assert transport.config.auth.get_bearer() == "Bearer k"
     assert transport.config.custom_headers == {"X-Team": "data"}
-    assert (transport.url, transport.endpoint, transport.timeout) == (
+    # Read by name, as the provider does (the attributes are the inner transport's).
+    assert tuple(getattr(transport, name) for name in ("url", "endpoint", "timeout")) == (
         "http://127.0.0.1:9",
         "api/v2/lineage",
         inner.timeout,
@@ -353,7 +354,8 @@ def test_it_presents_a_composite_inner_transports_members_and_config() -> None:
     try:
         assert transport.kind == "composite"
         assert transport.config.continue_on_failure is False
-        assert sorted((t.name, t.kind) for t in transport.transports) == [
+        members = getattr(transport, "transports")  # noqa: B009 - the inner transport's, by name
+        assert sorted((t.name, t.kind) for t in members) == [
             ("debug", "console"),
             ("main", "http"),
         ]
@@ -367,10 +369,10 @@ def test_what_neither_it_nor_its_inner_transport_has_is_an_attribute_error(
     transport = make_transport("http://127.0.0.1:9")
 
     with pytest.raises(AttributeError):
-        _ = transport.no_such_attribute
+        getattr(transport, "no_such_attribute")  # noqa: B009 - looked up by name on purpose
     assert hasattr(transport.inner, "_auth_headers")
     with pytest.raises(AttributeError):
-        _ = transport._auth_headers  # private names are never delegated
+        getattr(transport, "_auth_headers")  # noqa: B009 - private names are never delegated
 
 
 def test_sender_for_a_threaded_transport_delivers_instead_of_queueing(make_transport: MakeTransport) -> None:

@@ -16,8 +16,12 @@ def spool_lines(loaded: LoadedConfig, environ: Mapping[str, str], *, now_ns: int
     if location.directory is None:
         return [f"spool: none ({location.why}); events the backend cannot take are dropped"]
     lines = [f"spool: {location.directory} ({location.why})"]
-    held = usage(location.directory)
     cap = f"cap {_size(settings.spool_max_bytes)} (emitter_spool_max_bytes)"
+    try:
+        held = usage(location.directory)
+    except OSError as exc:  # not a directory, not readable by this user, ...
+        lines.append(f"spool holds: cannot be read ({exc.strerror or exc}); {cap}")
+        return lines
     if held.batches == 0:
         lines.append(f"spool holds: nothing; {cap}")
         return lines

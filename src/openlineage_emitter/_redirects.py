@@ -9,10 +9,14 @@ retry classification treats as a non-retryable ``redirect``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urljoin
 
 import requests
+from openlineage.client.transport.composite import CompositeTransport
+from openlineage.client.transport.http import HttpTransport
+from openlineage.client.transport.transport import Transport
 
 from openlineage_emitter._secrets import mask_text
 
@@ -49,3 +53,25 @@ class _NoRedirectSession(requests.Session):
 def no_redirect_session() -> requests.Session:
     """A new session for an ``HttpTransport`` (``transport.session = ...`` mounts its adapter)."""
     return _NoRedirectSession()
+
+
+def _http_transports(transport: Transport) -> Iterator[HttpTransport]:
+    """``transport`` if it is http, and the http transports a composite or transform one sends to."""
+    if isinstance(transport, HttpTransport):
+        yield transport
+    elif isinstance(transport, CompositeTransport):
+        for child in transport.transports:
+            yield from _http_transports(child)
+    else:
+        wrapped = getattr(transport, "transport", None)  # TransformTransport wraps one
+        if isinstance(wrapped, Transport):
+            yield from _http_transports(wrapped)
+
+
+def refuse_redirects(transport: Transport) -> None:
+    """Every http transport in ``transport`` sends through a new session that refuses redirects.
+
+    A new session also drops pooled connections: after ``os.fork`` they are the parent's.
+    """
+    for http in _http_transports(transport):
+        http.session = no_redirect_session()

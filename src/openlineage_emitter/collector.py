@@ -61,8 +61,11 @@ class _Server(ThreadingHTTPServer):
 class Collector:
     """``with Collector() as c: ... c.url ... c.wait_for(10, timeout_s=5)``."""
 
-    def __init__(self, answer: Answer | None = None, *, port: int = 0) -> None:
+    def __init__(self, answer: Answer | None = None, *, port: int = 0, max_body_bytes: int = 0) -> None:
         self._lock = threading.Condition()
+        #: Bodies longer than this (bytes; 0: no limit) are answered 413, like a backend's
+        #: request size limit, whatever the answer would have been.
+        self.max_body_bytes = max_body_bytes
         self._default = answer or Answer()
         self._script: deque[Answer] = deque()
         self._received: list[Received] = []
@@ -156,6 +159,8 @@ class Collector:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 answer = collector._next_answer()
+                if 0 < collector.max_body_bytes < length:
+                    answer = Answer(status=413)
                 try:
                     body: Any = json.loads(raw)
                 except ValueError:

@@ -27,7 +27,7 @@ from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter.metrics import Metrics, Publisher
 from openlineage_emitter.retry import BreakerState, CircuitBreaker, classify
 from openlineage_emitter.settings import MAX_ABANDONED_CALLS, EmitterSettings, Overflow
-from openlineage_emitter.stats import Counters, EmitterStats
+from openlineage_emitter.stats import Counters, EmitterStats, Truncated
 
 log = masked_logger(__name__)
 
@@ -467,10 +467,7 @@ class ThreadEmitter:
                     self._publisher.timing("call_latency", time.monotonic() - started)
 
         try:
-            if probe:
-                attempt()
-            else:
-                self._retrying(attempt)
+            result = attempt() if probe else self._retrying(attempt)
         except BaseException as exc:  # noqa: BLE001 - classified and counted below, never lost
             self._failed(event, exc, attempts, time.monotonic() - first_at)
         else:
@@ -479,6 +476,8 @@ class ThreadEmitter:
                 if self._settle_current():
                     self._counters.delivered += 1
                     self._counters.latencies_s.append(latency_s)
+                    if isinstance(result, Truncated):
+                        self._counters.truncated[result.reason] += 1
                 else:
                     # close() gave up on it (spilled or dropped it) while the call ran.
                     self._counters.late_delivered += 1
@@ -521,10 +520,11 @@ class ThreadEmitter:
             self._backend_answered(f" ({verdict.reason})")
             self._warn.warn(
                 f"non_retryable:{verdict.reason}",
-                "%s: event rejected and dropped (%s: %s); it will not be retried",
+                "%s: event rejected and dropped (%s: %s); it will not be retried%s",
                 self._name,
                 verdict.reason,
                 _short(exc),
+                _TOO_LARGE_HINT if verdict.dropped_as == "too_large" else "",
             )
             return
         self._replay_not_before = time.monotonic() + self._settings.breaker_cooldown_s
@@ -627,7 +627,7 @@ class ThreadEmitter:
                 if self._queue or self._abort.is_set():
                     break  # live events go first; the rest of the batch stays spooled
                 try:
-                    self._caller.call(
+                    result = self._caller.call(
                         event,
                         self._settings.call_timeout_s,
                         self._abort.is_set,
@@ -644,6 +644,8 @@ class ThreadEmitter:
                 else:
                     with self._lock:
                         self._counters.replayed += 1
+                        if isinstance(result, Truncated):
+                            self._counters.truncated[result.reason] += 1
                 if probing:
                     probing = False
                     self._backend_answered()
@@ -675,6 +677,13 @@ class ThreadEmitter:
 
     def _reinit_after_fork(self) -> None:
         self._init_state()
+
+
+#: What to change when the backend refuses an event as too large even with its facets shed.
+_TOO_LARGE_HINT = (
+    ". The backend refuses it as too large even without its sheddable facets: raise the "
+    "backend's request size limit (emitter_max_event_bytes sheds facets to fit a budget)"
+)
 
 
 def _short(exc: BaseException) -> str:

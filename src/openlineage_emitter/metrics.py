@@ -21,7 +21,8 @@ log = masked_logger(__name__)
 
 PREFIX = "ol.emitter"
 
-#: Counters published as deltas of the stats snapshot: stats field -> metric name.
+#: Counters published as deltas of the stats snapshot: stats field -> metric name. The
+#: by-reason counters (``dropped``, ``truncated``) are published by ``_publish`` too.
 COUNTERS = {
     "submitted": "submitted",
     "delivered": "delivered",
@@ -102,12 +103,13 @@ class Publisher:
             value = int(getattr(stats, field))
             delta, self._last[field] = value - self._last.get(field, 0), value
             self.incr(name, delta)
-        for reason, value in stats.dropped.items():
-            key = f"dropped:{reason}"
-            delta, self._last[key] = value - self._last.get(key, 0), value
-            if delta:
-                # Tagged for tag-aware backends; the suffixed name for plain StatsD.
-                self.incr("dropped", delta, reason=reason)
-                self.incr(f"dropped.{reason}", delta)
+        for name, by_reason in (("dropped", stats.dropped), ("truncated", stats.truncated)):
+            for reason, value in by_reason.items():
+                key = f"{name}:{reason}"
+                delta, self._last[key] = value - self._last.get(key, 0), value
+                if delta:
+                    # Tagged for tag-aware backends; the suffixed name for plain StatsD.
+                    self.incr(name, delta, reason=reason)
+                    self.incr(f"{name}.{reason}", delta)
         self.gauge("queue_depth", stats.queue_depth)
         self.gauge("breaker_state", BREAKER_STATES.get(stats.breaker_state, -1))

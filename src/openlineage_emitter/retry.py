@@ -187,6 +187,7 @@ def classify(exc: BaseException) -> Verdict:
     """Retryable: connection errors, timeouts, HTTP 408/425/429/5xx, transient Kafka errors.
 
     A 3xx (a redirect the http transport refused to follow) is not retryable: ``redirect``.
+    A 413 is not retryable either, and counted apart: ``too_large``.
 
     Everything else drops. Kafka (confluent-kafka): a ``KafkaException`` whose error is
     fatal is not retried; one that says ``retriable()`` or has a code in
@@ -207,6 +208,10 @@ def classify(exc: BaseException) -> Verdict:
                 # Not followed (see _redirects): the event reached no backend, and the same
                 # POST would be redirected again. Counted apart: it is a config problem.
                 return Verdict(False, "redirect", dropped_as="redirect")
+            if status == 413:
+                # Content Too Large: no retry of the same bytes is accepted. The sized send
+                # (``_sized``) retries once with facets shed before it comes to this.
+                return Verdict(False, "http_413", dropped_as="too_large")
             if status in RETRYABLE_STATUSES:
                 return Verdict(True, f"http_{status}", parse_retry_after(headers.get("Retry-After")))
             return Verdict(False, f"http_{status}")

@@ -74,3 +74,9 @@ class EmitterSettings:
         validator=v.at_least(1, what="an integer number of bytes"),
         metadata={"key": "emitter_spool_max_bytes"},
     )
+    #: Byte budget per event (its JSON); over it, facets are shed (see ``_size``). 0: none.
+    max_event_bytes: int = attrs.field(
+        default=0,
+        validator=v.at_least(0, what="an integer number of bytes (0: no budget)"),
+        metadata={"key": "emitter_max_event_bytes"},
+    )

@@ -17,9 +17,24 @@ DROP_REASONS = (
     "redirect",  # the backend answered with a 3xx; lineage POSTs do not follow redirects
     "retries_exhausted",  # retryable errors until attempts or the per-event deadline ran out
     "shutdown",  # still queued or in flight when the close/exit deadline was reached
+    "too_large",  # the backend refused it as too large (413) even with its facets shed
+)
+# too_large is never spooled: no later attempt would be accepted either.
+
+#: Why a delivered event was sent with facets shed (see ``_size``).
+TRUNCATE_REASONS = (
+    "budget",  # over emitter_max_event_bytes
+    "too_large",  # the backend answered 413; the retry without facets was accepted
 )
 # With a spool configured, events that would be dropped for queue_full, breaker_open,
 # retries_exhausted or shutdown are written to it instead and counted as ``spooled``.
+
+
+@attrs.frozen
+class Truncated:
+    """What a send callable returns when it delivered the event with facets shed."""
+
+    reason: str
 
 
 def _freeze(value: Mapping[str, int]) -> Mapping[str, int]:
@@ -49,12 +64,19 @@ class EmitterStats:
     #: also counted where its retry or close left it (delivered again, spooled or
     #: dropped), so this is the number of possible duplicates the backend saw.
     late_delivered: int
+    #: Delivered events sent with facets shed, by reason (TRUNCATE_REASONS). Each is also
+    #: counted ``delivered`` (or ``replayed``): not part of the accounting identity.
+    truncated: Mapping[str, int] = attrs.field(converter=_freeze)
     latency_p50_s: float | None
     latency_p99_s: float | None
 
     @property
     def dropped_total(self) -> int:
         return sum(self.dropped.values())
+
+    @property
+    def truncated_total(self) -> int:
+        return sum(self.truncated.values())
 
 
 def _percentile(ordered: list[float], q: float) -> float | None:
@@ -78,6 +100,7 @@ class Counters:
         self.spool_evicted = 0
         self.late_delivered = 0
         self.dropped = dict.fromkeys(DROP_REASONS, 0)
+        self.truncated = dict.fromkeys(TRUNCATE_REASONS, 0)
         self.latencies_s: deque[float] = deque(maxlen=latency_window)
 
     def snapshot(
@@ -100,6 +123,7 @@ class Counters:
             quarantined=self.quarantined,
             spool_evicted=self.spool_evicted,
             late_delivered=self.late_delivered,
+            truncated=self.truncated,
             latency_p50_s=_percentile(ordered, 0.50),
             latency_p99_s=_percentile(ordered, 0.99),
         )

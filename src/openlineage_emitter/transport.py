@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from openlineage.client.transport import get_default_factory
@@ -22,8 +22,9 @@ from openlineage_emitter._backlog import SpoolBacklog
 from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter._kafka import KafkaDelivery, kafka_attempt_wait_s, kafka_producer_config
 from openlineage_emitter._keys import Parse, keys_of, transport_key
-from openlineage_emitter._redirects import no_redirect_session
+from openlineage_emitter._redirects import no_redirect_session, refuse_redirects
 from openlineage_emitter._secrets import masked_logger, masked_repr
+from openlineage_emitter._sized import SizedSend
 from openlineage_emitter._spool_location import make_private_dir
 from openlineage_emitter.config import load_config
 from openlineage_emitter.emitter import ThreadEmitter, clamp_wait_s
@@ -165,10 +166,16 @@ class ThreadedTransport(Transport):
             _inner_config(config.inner, config.settings)
         )
         self.kind = self.inner.kind
+        refuse_redirects(self.inner)  # also inside a composite/transform one, and when given built
         settings = config.settings
         self.spool = _open_spool(settings)
         self._kafka = kafka_delivery(self.inner, settings)
-        self._send: Callable[[Any], object] = self._kafka if self._kafka is not None else self.inner.emit
+        # Size control on the worker's side of the queue: ``emit`` stays enqueue-only.
+        self._send: Callable[[Any], object] = SizedSend(
+            self._kafka if self._kafka is not None else self.inner.emit,
+            settings.max_event_bytes,
+            name=f"openlineage-emitter[{self.inner.kind}]",
+        )
         self._emitter = ThreadEmitter(
             self._send,
             settings,
@@ -206,9 +213,7 @@ class ThreadedTransport(Transport):
         producer defaults (``kafka_producer_config``).
         """
         if isinstance(inner, HttpTransport):
-            inner.config.retry = dict(NO_HTTP_RETRY)
-            # A new session mounts an adapter with the new retry settings, and refuses redirects.
-            inner.session = no_redirect_session()
+            inner.config.retry = dict(NO_HTTP_RETRY)  # the new session __init__ gives it mounts these
         if isinstance(inner, KafkaTransport):
             given = settings or load_config().emitter
             inner.kafka_config.config = kafka_producer_config(inner.kafka_config.config, given)
@@ -223,13 +228,15 @@ class ThreadedTransport(Transport):
         """The inner transport's config (AttributeError if it keeps none, as it would)."""
         return getattr(self.inner, "config")  # noqa: B009 - not every Transport keeps one
 
-    def __getattr__(self, name: str) -> Any:
-        # Only for attributes this class does not have; private and dunder names are not
-        # delegated (copy/pickle probe those, and `inner` may not be set yet).
-        inner = self.__dict__.get("inner")
-        if inner is None or name.startswith("_"):
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        return getattr(inner, name)
+    if not TYPE_CHECKING:  # hidden from mypy: a typo on a ThreadedTransport stays a type error
+
+        def __getattr__(self, name: str) -> Any:
+            # Only for attributes this class does not have; private and dunder names are not
+            # delegated (copy/pickle probe those, and `inner` may not be set yet).
+            inner = self.__dict__.get("inner")
+            if inner is None or name.startswith("_"):
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            return getattr(inner, name)
 
     def emit(self, event: Any) -> None:
         """Queue the event; never blocks, never raises."""
@@ -265,10 +272,9 @@ class ThreadedTransport(Transport):
         return self._emitter.stats()
 
     def _reset_after_fork(self) -> None:
-        if isinstance(self.inner, HttpTransport):
-            # The parent's pooled keep-alive sockets are shared with the child; writing
-            # to them from two processes interleaves requests. Start a new session.
-            self.inner.session = no_redirect_session()
+        # The parent's pooled keep-alive sockets are shared with the child; writing to them
+        # from two processes interleaves requests. Every http transport starts a new session.
+        refuse_redirects(self.inner)
         if self._kafka is not None:
             self._kafka.reset_after_fork()
 

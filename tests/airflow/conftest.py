@@ -223,6 +223,17 @@ class AirflowHome:
             ).fetchall()
         return {task: str(state) for task, state in rows}
 
+    def task_durations(self, dag_id: str, after_run: int) -> dict[str, float]:
+        """Seconds each task instance of the run newer than ``after_run`` took, as Airflow
+        recorded them (start to end of the task, its listener hooks included)."""
+        with sqlite3.connect(self.path / "airflow.db") as db:
+            rows = db.execute(
+                "SELECT ti.task_id, ti.duration FROM task_instance ti JOIN dag_run dr "
+                "ON ti.dag_id = dr.dag_id AND ti.run_id = dr.run_id WHERE dr.dag_id = ? AND dr.id > ?",
+                (dag_id, after_run),
+            ).fetchall()
+        return {task: float(duration or 0.0) for task, duration in rows}
+
 
 @pytest.fixture(scope="session")
 def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> AirflowHome:
@@ -260,6 +271,8 @@ class DagsTest:
     finished: Finished
     events: list[Any]
     states: dict[str, str]
+    #: Seconds per task instance, as Airflow recorded them.
+    durations: dict[str, float]
     #: How many times the ``dags test`` process forked (sitecustomize counts them).
     forks: int
     #: How many of those forks made Python (3.12+) warn that the process is
@@ -289,7 +302,8 @@ def dags_test(home: AirflowHome, collector: Collector | None, url: str | None = 
     events = collector.events if collector is not None else []
     forks = len(fork_log.read_text().splitlines())
     fork_warnings = len(warning_log.read_text().splitlines())
-    return DagsTest(finished, events, home.task_states(TASKS_DAG, before), forks, fork_warnings)
+    states, durations = home.task_states(TASKS_DAG, before), home.task_durations(TASKS_DAG, before)
+    return DagsTest(finished, events, states, durations, forks, fork_warnings)
 
 
 @pytest.fixture(scope="session")

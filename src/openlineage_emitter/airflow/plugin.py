@@ -169,6 +169,7 @@ def _attach() -> bool:
         )
         return False
     process.configure(config)
+    process.use_airflow_default_spool()
     patch.patch(OpenLineageListener, OpenLineageAdapter)
     strategy = "thread" if config.execute_in_thread else "fork"
     _decide(f"attached to {PROVIDER} {version} (strategy: {strategy})")

@@ -12,7 +12,7 @@ at interpreter exit — shares one budget: ``execution_timeout`` (capped by
 scheduler or API server. A hung backend therefore delays a process's exit by at most
 that, however many events it emitted.
 
-Spool: on by default here, in ``$AIRFLOW_HOME/openlineage-spool`` (``configure``), unless
+Spool: on by default here, in ``$AIRFLOW_HOME/openlineage-spool`` (``use_airflow_default_spool``), unless
 ``emitter_spool_dir`` names another directory or ``off``.
 
 Metrics: the transport and the strategies publish ``ol.emitter.*`` to Airflow's own
@@ -100,8 +100,10 @@ class Process:
     def shared_transport(self, inner: Any) -> ThreadedTransport:
         """The process's one ``ThreadedTransport``; built around ``inner`` the first time.
 
-        Later clients' own transports are replaced by it: they are built from the same
-        config, and a second queue and worker would double the threads and split FIFO.
+        Later clients the provider builds from its config have their transports replaced
+        by it: built from the same config, a second queue and worker would double the
+        threads and split FIFO. A client handed to an adapter explicitly never comes here
+        (see ``patch``): it keeps its own transport.
         """
         with self._lock:
             if self.transport is None:
@@ -205,11 +207,14 @@ def configure(config: OpenLineageConfig) -> Process:
     global _process  # noqa: PLW0603 - one state per process, by design
     if _process is None:
         _process = Process(config)
-        # Zero loss by default: in an Airflow process an unset emitter_spool_dir means
-        # $AIRFLOW_HOME/openlineage-spool, for every ThreadedTransport built here, also one
-        # configured as `transport` (see _spool_location).
-        use_default_spool_dir(airflow_default_spool_dir(os.environ))
     return _process
+
+
+def use_airflow_default_spool() -> None:
+    """Zero loss by default: in an Airflow process an unset ``emitter_spool_dir`` means
+    ``$AIRFLOW_HOME/openlineage-spool``, for every ThreadedTransport built in it, also one
+    configured as ``transport`` (see _spool_location). The plugin calls it on attaching."""
+    use_default_spool_dir(airflow_default_spool_dir(os.environ))
 
 
 def current() -> Process:
