@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ import pytest
 from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
 from openlineage.client.uuid import generate_new_uuid
 
+from openlineage_emitter import ThreadedTransport
 from openlineage_emitter.collector import Collector
 
 PRODUCER = "https://github.com/openlineage-emitter/tests"
@@ -28,6 +30,29 @@ def no_process_default_spool(monkeypatch: pytest.MonkeyPatch) -> None:
     from openlineage_emitter import transport
 
     monkeypatch.setattr(transport, "_default_spool_dir", None)
+
+
+def isolated_env(tmp_path: Path, *, columns: int, **extra: str) -> dict[str, str]:
+    """An environment for a CLI subprocess with no Airflow or OpenLineage config of the
+    developer's leaking in: home, AIRFLOW_HOME and airflow.cfg under ``tmp_path``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "OPENLINEAGE"))}
+    clean.update(
+        HOME=str(tmp_path),
+        AIRFLOW_HOME=str(tmp_path / "airflow"),
+        AIRFLOW_CONFIG=str(tmp_path / "airflow.cfg"),
+        COLUMNS=str(columns),
+        **extra,
+    )
+    return clean
+
+
+@pytest.fixture
+def transports() -> Iterator[list[ThreadedTransport]]:
+    """ThreadedTransports a test builds (it appends them); each closed, briefly, after it."""
+    made: list[ThreadedTransport] = []
+    yield made
+    for transport in made:
+        transport.close(0.5)
 
 
 @pytest.fixture

@@ -128,14 +128,6 @@ def test_flush_waits_for_a_spill_in_progress(tmp_path: Path, hung_sink: threadin
         emitter.close(2)
 
 
-@pytest.fixture
-def transports() -> Iterator[list[ThreadedTransport]]:
-    made: list[ThreadedTransport] = []
-    yield made
-    for transport in made:
-        transport.close(0.5)
-
-
 def test_a_call_abandoned_at_its_timeout_and_answered_later_counts_as_late_delivered(
     transports: list[ThreadedTransport],
 ) -> None:

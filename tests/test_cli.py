@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from openlineage.client.serde import Serde
 
 from openlineage_emitter.collector import Answer, Collector, refusing_url
 from openlineage_emitter.spool import Spool
-from tests.conftest import make_event
+from tests.conftest import isolated_env, make_event
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +25,7 @@ SECRET = "s3cr3t-api-key-123"
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """An environment with no Airflow or OpenLineage config of the developer's leaking in."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "OPENLINEAGE"))}
-    clean.update(
-        HOME=str(tmp_path),
-        AIRFLOW_HOME=str(tmp_path / "airflow"),
-        AIRFLOW_CONFIG=str(tmp_path / "airflow.cfg"),
-        COLUMNS="200",
-    )
-    return clean
+    return isolated_env(tmp_path, columns=200)
 
 
 def cli(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,6 @@ entry point, piped (not a terminal) at ``COLUMNS=80``.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from openlineage_emitter.collector import Collector
+from tests.conftest import isolated_env
 
 pytestmark = pytest.mark.integration
 
@@ -23,14 +23,7 @@ WIDTH = 80
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """No Airflow or OpenLineage config of the developer's; 80 columns; stdout is a pipe."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "OPENLINEAGE"))}
-    clean.update(
-        HOME=str(tmp_path),
-        AIRFLOW_HOME=str(tmp_path / "airflow"),
-        AIRFLOW_CONFIG=str(tmp_path / "airflow.cfg"),
-        COLUMNS=str(WIDTH),
-    )
-    return clean
+    return isolated_env(tmp_path, columns=WIDTH)
 
 
 def check(env: dict[str, str], transport: dict[str, Any] | str | None = None, **keys: str) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -202,14 +202,6 @@ def test_an_event_without_facets_cannot_be_shrunk() -> None:
 
 
 # --------------------------------------------------------------------------- through the transport
-
-
-@pytest.fixture
-def transports() -> Iterator[list[ThreadedTransport]]:
-    made: list[ThreadedTransport] = []
-    yield made
-    for transport in made:
-        transport.close(0.5)
 
 
 def http_transport(made: list[ThreadedTransport], url: str, budget: int = 0) -> ThreadedTransport:

@@ -7,7 +7,6 @@ accepts the request and never answers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,6 @@ FAST = {"initial_backoff_s": 0.02, "max_backoff_s": 0.05}
 
 def lines_of(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name.startswith("openlineage_emitter")]
-
-
-@pytest.fixture
-def transports() -> Iterator[list[ThreadedTransport]]:
-    made: list[ThreadedTransport] = []
-    yield made
-    for transport in made:
-        transport.close(0.2)
 
 
 def make(

@@ -32,27 +32,19 @@ def default_dir(tmp_path: Path) -> Iterator[Path]:
     transport_module.use_default_spool_dir(None)
 
 
-@pytest.fixture
-def made() -> Iterator[list[ThreadedTransport]]:
-    transports: list[ThreadedTransport] = []
-    yield transports
-    for transport in transports:
-        transport.close(0.5)
-
-
-def build(made: list[ThreadedTransport], url: str, spool_dir: str | None = None) -> ThreadedTransport:
+def build(transports: list[ThreadedTransport], url: str, spool_dir: str | None = None) -> ThreadedTransport:
     settings = EmitterSettings(retry=ONE_TRY, spool_dir=spool_dir, shutdown_timeout_s=0.5)
     transport = ThreadedTransport.wrap({"type": "http", "url": url}, settings)
-    made.append(transport)
+    transports.append(transport)
     return transport
 
 
 def test_unset_spool_dir_uses_the_process_default_made_0700(
-    default_dir: Path, made: list[ThreadedTransport]
+    default_dir: Path, transports: list[ThreadedTransport]
 ) -> None:
     old_umask = os.umask(0o022)
     try:
-        transport = build(made, refusing_url())
+        transport = build(transports, refusing_url())
     finally:
         os.umask(old_umask)
 
@@ -62,9 +54,9 @@ def test_unset_spool_dir_uses_the_process_default_made_0700(
 
 
 def test_events_a_dead_backend_refuses_land_in_the_default_spool(
-    default_dir: Path, made: list[ThreadedTransport]
+    default_dir: Path, transports: list[ThreadedTransport]
 ) -> None:
-    transport = build(made, refusing_url())
+    transport = build(transports, refusing_url())
     for _ in range(5):
         transport.emit(make_event())
 
@@ -75,31 +67,31 @@ def test_events_a_dead_backend_refuses_land_in_the_default_spool(
     assert Spool(default_dir, 10**9).pending()[1] == 5
 
 
-def test_spool_dir_off_turns_the_default_off(default_dir: Path, made: list[ThreadedTransport]) -> None:
-    transport = build(made, refusing_url(), spool_dir=SPOOL_OFF)
+def test_spool_dir_off_turns_the_default_off(default_dir: Path, transports: list[ThreadedTransport]) -> None:
+    transport = build(transports, refusing_url(), spool_dir=SPOOL_OFF)
 
     assert transport.spool is None
     assert not default_dir.exists()
 
 
 def test_a_configured_spool_dir_beats_the_default(
-    default_dir: Path, made: list[ThreadedTransport], tmp_path: Path
+    default_dir: Path, transports: list[ThreadedTransport], tmp_path: Path
 ) -> None:
-    transport = build(made, refusing_url(), spool_dir=str(tmp_path / "mine"))
+    transport = build(transports, refusing_url(), spool_dir=str(tmp_path / "mine"))
 
     assert transport.spool is not None
     assert transport.spool.directory == tmp_path / "mine"
     assert not default_dir.exists()
 
 
-def test_without_a_process_default_unset_means_no_spool(made: list[ThreadedTransport]) -> None:
+def test_without_a_process_default_unset_means_no_spool(transports: list[ThreadedTransport]) -> None:
     """Outside Airflow (plain ThreadedTransport) nothing is written anywhere unasked."""
-    assert build(made, refusing_url()).spool is None
+    assert build(transports, refusing_url()).spool is None
 
 
 def test_an_unusable_default_directory_warns_once_and_emission_goes_on(
     default_dir: Path,
-    made: list[ThreadedTransport],
+    transports: list[ThreadedTransport],
     collector: Collector,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -107,7 +99,7 @@ def test_an_unusable_default_directory_warns_once_and_emission_goes_on(
     default_dir.write_text("a file where the directory should be")
 
     with caplog.at_level(logging.WARNING, logger="openlineage_emitter"):
-        transport = build(made, collector.url)
+        transport = build(transports, collector.url)
     transport.emit(make_event())
 
     assert transport.spool is None

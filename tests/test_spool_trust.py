@@ -29,7 +29,7 @@ from openlineage_emitter._records import frame_all
 from openlineage_emitter._safefs import UntrustedDirectoryError
 from openlineage_emitter.collector import Answer, Collector
 from openlineage_emitter.spool import READ_LIMIT_FLOOR, QuarantineError, Spool, SpoolError
-from tests.conftest import make_event, wait_until
+from tests.conftest import isolated_env, make_event, wait_until
 
 BIG = 10**9
 #: An unused uid (the conventional 'nobody'): owner of "another user's" directory.
@@ -134,16 +134,12 @@ def emit_live(transport: ThreadedTransport) -> str:
 @pytest.fixture
 def cli_env(tmp_path: Path, collector: Collector) -> dict[str, str]:
     """An isolated environment whose transport is the loopback collector."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "OPENLINEAGE"))}
-    clean.update(
-        HOME=str(tmp_path),
-        AIRFLOW_HOME=str(tmp_path / "airflow"),
-        AIRFLOW_CONFIG=str(tmp_path / "airflow.cfg"),
-        COLUMNS="200",
+    return isolated_env(
+        tmp_path,
+        columns=200,
         AIRFLOW__OPENLINEAGE__TRANSPORT=json.dumps({"type": "http", "url": collector.url}),
         AIRFLOW__OPENLINEAGE__EMITTER_RETRY_ATTEMPTS="1",
     )
-    return clean
 
 
 def _one_gib_of_memory() -> None:
