@@ -257,6 +257,18 @@ def task_events(events: Sequence[Any]) -> dict[str, list[str]]:
 
 
 @pytest.fixture
+def fresh_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No plugin process state before the test; its transport closed after it."""
+    from openlineage_emitter.airflow import process
+
+    monkeypatch.setattr(process, "_process", None)
+    yield
+    state = process._process
+    if state is not None and state.transport is not None:
+        state.transport.close(0)
+
+
+@pytest.fixture
 def hung_collector() -> Iterator[Collector]:
     from openlineage_emitter.collector import Answer
 

@@ -6,31 +6,14 @@ No Airflow needed (core suite): ``process`` imports nothing from Airflow.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 from openlineage.client.transport.http import HttpConfig, HttpTransport
 
 from openlineage_emitter import EmitterSettings, OpenLineageConfig, RetryPolicy
 from openlineage_emitter.airflow import process
-from openlineage_emitter.collector import Answer, Collector
+from openlineage_emitter.collector import Collector
 from tests.conftest import make_event, wait_until
-
-
-@pytest.fixture
-def hung() -> Iterator[Collector]:
-    with Collector(Answer(hang=True)) as collector:
-        yield collector
-
-
-@pytest.fixture
-def fresh_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No process state before the test; its transport closed after it."""
-    monkeypatch.setattr(process, "_process", None)
-    yield
-    state = process._process
-    if state is not None and state.transport is not None:
-        state.transport.close(0)
 
 
 def hung_process(url: str, *, execution_timeout_s: float, shutdown_timeout_s: float) -> process.Process:
@@ -52,10 +35,10 @@ def exit_warning(caplog: pytest.LogCaptureFixture) -> str:
 
 @pytest.mark.usefixtures("fresh_process")
 def test_a_task_runner_spent_budget_names_execution_timeout_and_before_stopping(
-    hung: Collector, caplog: pytest.LogCaptureFixture
+    hung_collector: Collector, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="openlineage_emitter")
-    state = hung_process(hung.url, execution_timeout_s=0.3, shutdown_timeout_s=5)
+    state = hung_process(hung_collector.url, execution_timeout_s=0.3, shutdown_timeout_s=5)
     state.task_runner = True
     assert state.flush_before_stopping() is False  # spends the whole exit budget
     assert state.close_at_exit() is False
@@ -66,10 +49,10 @@ def test_a_task_runner_spent_budget_names_execution_timeout_and_before_stopping(
 
 @pytest.mark.usefixtures("fresh_process")
 def test_a_task_runner_limited_by_the_shutdown_timeout_names_it(
-    hung: Collector, caplog: pytest.LogCaptureFixture
+    hung_collector: Collector, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="openlineage_emitter")
-    state = hung_process(hung.url, execution_timeout_s=5, shutdown_timeout_s=0.2)
+    state = hung_process(hung_collector.url, execution_timeout_s=5, shutdown_timeout_s=0.2)
     state.task_runner = True
     assert state.close_at_exit() is False
     line = exit_warning(caplog)
@@ -79,9 +62,9 @@ def test_a_task_runner_limited_by_the_shutdown_timeout_names_it(
 
 @pytest.mark.usefixtures("fresh_process")
 def test_a_scheduler_exit_names_the_shutdown_timeout(
-    hung: Collector, caplog: pytest.LogCaptureFixture
+    hung_collector: Collector, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="openlineage_emitter")
-    state = hung_process(hung.url, execution_timeout_s=0.1, shutdown_timeout_s=0.2)
+    state = hung_process(hung_collector.url, execution_timeout_s=0.1, shutdown_timeout_s=0.2)
     assert state.close_at_exit() is False
     assert exit_warning(caplog).endswith("raise emitter_shutdown_timeout to wait longer")

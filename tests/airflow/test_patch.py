@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, NoReturn
 
@@ -84,16 +84,6 @@ def make_provider(url: str) -> tuple[Any, Any]:
         setattr(before_stopping, HOOK_MARK, {"hookwrapper": False})
 
     return Listener, Adapter
-
-
-@pytest.fixture
-def fresh_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No process state before the test; its transport closed after it."""
-    monkeypatch.setattr(process, "_process", None)
-    yield
-    state = process._process
-    if state is not None and state.transport is not None:
-        state.transport.close(0)
 
 
 @pytest.fixture
