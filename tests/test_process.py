@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,11 +10,9 @@ import textwrap
 import time
 
 import pytest
-from openlineage.client.event_v2 import RunState
 
-from openlineage_emitter import EmitterSettings, RetryPolicy, ThreadedTransport
 from openlineage_emitter.collector import Answer, Collector
-from tests.conftest import make_event, wait_until
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -33,43 +32,73 @@ def wait_child(pid: int, timeout_s: float) -> int:
     raise AssertionError(f"child {pid} did not exit within {timeout_s}s")
 
 
+#: Forks run in a fresh interpreter: the pytest process has threads other tests left
+#: (librdkafka's among them), and forking it made the child crash (SIGSEGV, seen on
+#: Python 3.12), which is the hazard of fork() itself, not of the emitter under test.
+FORK_EMPTY_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    sys.path.insert(0, {root!r})
+    from openlineage_emitter import EmitterSettings, RetryPolicy, ThreadedTransport
+    from tests.conftest import make_event
+
+    transport = ThreadedTransport.wrap(
+        {{"type": "http", "url": sys.argv[1]}},
+        EmitterSettings(call_timeout_s=1.0, retry=RetryPolicy(initial_backoff_s=0.01)),
+    )
+    parents = [make_event(job="parent") for _ in range(5)]
+    for event in parents:
+        transport.emit(event)
+    sys.stdin.readline()  # the test says when the first call hangs at the backend
+    pid = os.fork()
+    if pid == 0:  # child: its exit code says what it saw
+        code = 0
+        try:
+            stats = transport.stats()
+            if (stats.submitted, stats.queue_depth, stats.in_flight) != (0, 0, 0):
+                code = 10
+            transport.emit(make_event(job="child"))
+            if code == 0 and not transport.close(5):
+                code = 11
+        except BaseException:
+            code = 12
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    print(json.dumps({{
+        "child": os.waitstatus_to_exitcode(status),
+        "flushed": transport.flush(10),
+        "parent_runs": [e.run.runId for e in parents],
+    }}), flush=True)
+    transport.close(1)
+    """
+)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_forked_child_starts_empty_and_never_resends_the_parents_events(collector: Collector) -> None:
     collector.script([Answer(hang=True)])  # holds the parent's first call in flight
-    transport = ThreadedTransport.wrap(
-        {"type": "http", "url": collector.url},
-        EmitterSettings(call_timeout_s=1.0, retry=RetryPolicy(initial_backoff_s=0.01)),
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FORK_EMPTY_SCRIPT.format(root=ROOT), collector.url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
-        parent_events = [make_event(job="parent") for _ in range(5)]
-        for event in parent_events:
-            transport.emit(event)
         assert collector.wait_for(1, timeout_s=5, delivered=False)
-
-        pid = os.fork()
-        if pid == 0:  # child: exit code says what it saw
-            code = 0
-            try:
-                stats = transport.stats()
-                if (stats.submitted, stats.queue_depth, stats.in_flight) != (0, 0, 0):
-                    code = 10
-                transport.emit(make_event(job="child"))
-                if code == 0 and not transport.close(5):
-                    code = 11
-            except BaseException:  # noqa: BLE001 - a child must never return into pytest
-                code = 12
-            os._exit(code)
-
-        assert wait_child(pid, 10) == 0
-        assert transport.flush(10)
-        delivered = collector.events
-        by_job = sorted(e["job"]["name"] for e in delivered)
-        assert by_job == ["child"] + ["parent"] * 5
-        assert sorted(e["run"]["runId"] for e in delivered if e["job"]["name"] == "parent") == sorted(
-            e.run.runId for e in parent_events
-        )
+        out, err = proc.communicate("fork\n", timeout=30)
     finally:
-        transport.close(1)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 0, err
+    result = json.loads(out.splitlines()[-1])
+    assert (result["child"], result["flushed"]) == (0, True), err
+    delivered = collector.events
+    assert sorted(e["job"]["name"] for e in delivered) == ["child"] + ["parent"] * 5
+    assert sorted(e["run"]["runId"] for e in delivered if e["job"]["name"] == "parent") == sorted(
+        result["parent_runs"]
+    )
 
 
 CHILD_SCRIPT = textwrap.dedent(
@@ -144,21 +173,42 @@ def test_explicit_close_with_a_hung_backend_keeps_its_deadline() -> None:
     assert took_s <= 0.5 + EXIT_SLACK_S
 
 
+ACROSS_FORK_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    sys.path.insert(0, {root!r})
+    from openlineage.client.event_v2 import RunState
+    from openlineage_emitter import EmitterSettings, ThreadedTransport
+    from tests.conftest import make_event
+
+    transport = ThreadedTransport.wrap({{"type": "http", "url": sys.argv[1]}}, EmitterSettings())
+    run = make_event().run.runId
+    transport.emit(make_event(RunState.START, run))
+    if not transport.flush(5):
+        sys.exit(3)
+    pid = os.fork()
+    if pid == 0:
+        transport.emit(make_event(RunState.COMPLETE, run))
+        os._exit(0 if transport.close(5) else 1)
+    _, status = os.waitpid(pid, 0)
+    transport.close(1)
+    sys.exit(os.waitstatus_to_exitcode(status))
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_run_emitted_across_fork_keeps_start_before_complete(collector: Collector) -> None:
-    transport = ThreadedTransport.wrap({"type": "http", "url": collector.url}, EmitterSettings())
-    try:
-        run = make_event().run.runId
-        transport.emit(make_event(RunState.START, run))
-        assert transport.flush(5)
-        pid = os.fork()
-        if pid == 0:
-            transport.emit(make_event(RunState.COMPLETE, run))
-            os._exit(0 if transport.close(5) else 1)
-        assert wait_child(pid, 10) == 0
-        assert wait_until(lambda: len(collector.events) == 2)
-        assert [e["eventType"] for e in collector.events] == ["START", "COMPLETE"]
-    finally:
-        transport.close(1)
+    done = subprocess.run(
+        [sys.executable, "-c", ACROSS_FORK_SCRIPT.format(root=ROOT), collector.url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert wait_until(lambda: len(collector.events) == 2)
+    assert [e["eventType"] for e in collector.events] == ["START", "COMPLETE"]
 
 
 BOUNDLESS_CHILD = textwrap.dedent(
