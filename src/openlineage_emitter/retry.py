@@ -184,7 +184,8 @@ def _status_and_headers(exc: BaseException) -> tuple[int | None, Any]:
 
 
 def classify(exc: BaseException) -> Verdict:
-    """Retryable: connection errors, timeouts, HTTP 408/425/429/5xx, transient Kafka errors.
+    """Retryable: connection errors, timeouts, HTTP 408/425/429 and transient 5xx (RETRYABLE_STATUSES),
+    transient Kafka errors.
 
     A 3xx (a redirect the http transport refused to follow) is not retryable: ``redirect``.
     A 413 is not retryable either, and counted apart: ``too_large``.
