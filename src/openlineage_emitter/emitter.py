@@ -23,7 +23,7 @@ import tenacity
 from openlineage_emitter._caller import TimedCaller
 from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter._ratelimit import RateLimitedLog
-from openlineage_emitter._secrets import masked_logger
+from openlineage_emitter._secrets import mask_text, masked_logger
 from openlineage_emitter.metrics import Metrics, Publisher
 from openlineage_emitter.retry import BreakerState, CircuitBreaker, classify
 from openlineage_emitter.settings import MAX_ABANDONED_CALLS, EmitterSettings, Overflow
@@ -690,13 +690,11 @@ def _short(exc: BaseException) -> str:
     """``Type: message`` of ``exc``, with its root cause's text instead of its own when
     it wraps one: requests/urllib3 wrap "[Errno 111] Connection refused" in a message
     so long that a 200-character prefix ends at "...Failed..."."""
-    # Masked before truncating: a cut could split a secret so that the mask no longer matches it.
-    from openlineage_emitter._secrets import mask_text
-
     root = _root_cause(exc)
     text = f"{type(exc).__name__}: {exc}"
     if root is not exc:
         text = f"{type(exc).__name__}: {type(root).__name__}: {root}"
+    # Masked before truncating: a cut could split a secret so that the mask no longer matches it.
     text = mask_text(text)
     return text if len(text) <= 200 else text[:197] + "..."
 
