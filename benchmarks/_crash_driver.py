@@ -31,7 +31,7 @@ from rich.console import Console
 from benchmarks._common import make_event
 from openlineage_emitter import EmitterSettings, RetryPolicy, ThreadEmitter
 from openlineage_emitter._backlog import SpoolBacklog
-from openlineage_emitter._replay import run_replay
+from openlineage_emitter.cli.replay import run_replay
 from openlineage_emitter.spool import Spool
 
 RESULT = "RESULT "

@@ -18,8 +18,8 @@ import requests
 from openlineage.client import OpenLineageClient
 
 from openlineage_emitter import EmitterSettings, ThreadedTransport
-from openlineage_emitter._oneshot import one_shot
 from openlineage_emitter._redirects import RedirectRefused
+from openlineage_emitter.cli.oneshot import one_shot
 from openlineage_emitter.collector import Answer, Collector
 from openlineage_emitter.retry import Verdict, classify
 from tests.conftest import make_event

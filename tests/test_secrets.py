@@ -15,11 +15,11 @@ import pytest
 from openlineage.client import OpenLineageClient
 
 from openlineage_emitter import EmitterSettings, ThreadedTransport
-from openlineage_emitter._client_config import TransportChoice
 from openlineage_emitter._secrets import mask, mask_text
+from openlineage_emitter.cli.client_config import TransportChoice
 from openlineage_emitter.collector import Answer, Collector
 from openlineage_emitter.config import load_config, load_config_with_sources
-from openlineage_emitter.emitter import _short
+from openlineage_emitter.emitter import short_error
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.strategies import ThreadStrategy
 from openlineage_emitter.transport import ThreadedTransportConfig
@@ -107,7 +107,7 @@ def test_mask_masks_credentials_inside_any_string_value() -> None:
 
 def test_short_exception_text_is_masked_before_it_is_cut() -> None:
     exc = RuntimeError("x" * 150 + f" for url: http://user:{SECRET}@host/p?api_key={SECRET}")
-    short = _short(exc)
+    short = short_error(exc)
     assert SECRET not in short
     assert len(short) <= 200
 

@@ -502,14 +502,14 @@ class ThreadEmitter:
     def _count_retry(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
         if exc is not None:
-            self._last_failure = f"{classify(exc).reason}: {_short(exc)}"
+            self._last_failure = f"{classify(exc).reason}: {short_error(exc)}"
         with self._lock:
             self._counters.retried += 1
             self._counters.abandoned_calls = self._caller.abandoned_total
 
     def _failed(self, event: Any, exc: BaseException, attempts: int = 1, elapsed_s: float = 0.0) -> None:
         verdict = classify(exc)
-        self._last_failure = f"{verdict.reason}: {_short(exc)}"
+        self._last_failure = f"{verdict.reason}: {short_error(exc)}"
         with self._lock:
             self._counters.failed += 1
         if not verdict.retryable:
@@ -523,7 +523,7 @@ class ThreadEmitter:
                 "%s: event rejected and dropped (%s: %s); it will not be retried%s",
                 self._name,
                 verdict.reason,
-                _short(exc),
+                short_error(exc),
                 _TOO_LARGE_HINT if verdict.dropped_as == "too_large" else "",
             )
             return
@@ -686,7 +686,7 @@ _TOO_LARGE_HINT = (
 )
 
 
-def _short(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
     """``Type: message`` of ``exc``, with its root cause's text instead of its own when
     it wraps one: requests/urllib3 wrap "[Errno 111] Connection refused" in a message
     so long that a 200-character prefix ends at "...Failed..."."""

@@ -114,7 +114,7 @@ class ThreadedTransportConfig(Config):
         return cls(inner=dict(inner), settings=settings)
 
 
-def _inner_config(inner: Mapping[str, Any], settings: EmitterSettings) -> dict[str, Any]:
+def inner_config(inner: Mapping[str, Any], settings: EmitterSettings) -> dict[str, Any]:
     config = dict(inner)
     if config.get("type") == HttpTransport.kind:
         if "retry" in config:
@@ -163,7 +163,7 @@ class ThreadedTransport(Transport):
     ) -> None:
         self.threaded_config = config
         self.inner: Transport = inner or get_default_factory().create(
-            _inner_config(config.inner, config.settings)
+            inner_config(config.inner, config.settings)
         )
         self.kind = self.inner.kind
         refuse_redirects(self.inner)  # also inside a composite/transform one, and when given built

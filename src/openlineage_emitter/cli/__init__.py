@@ -32,14 +32,14 @@ def main(argv: list[str] | None = None) -> int:
         # Piped without a stated width (a CI log): wider than rich's 80, so the tables fit.
         console = Console(highlight=False, width=max(console.width, 110))
     if args.command == "check":
-        from openlineage_emitter._check import run_check
+        from openlineage_emitter.cli.check import run_check
 
         return run_check(console, send=args.send)
     if args.command == "replay":
-        from openlineage_emitter._replay import run_replay
+        from openlineage_emitter.cli.replay import run_replay
 
         return run_replay(console, args.spool_dir)
-    from openlineage_emitter._demo import run_demo
+    from openlineage_emitter.cli.demo import run_demo
 
     return run_demo(tasks=args.tasks, console=console)
 

@@ -25,7 +25,7 @@ from openlineage_emitter.settings import EmitterSettings
 from openlineage_emitter.transport import (
     ThreadedTransport,
     ThreadedTransportConfig,
-    _inner_config,
+    inner_config,
     sender_for,
 )
 
@@ -81,7 +81,7 @@ def _synchronous(
         return config, settings
     if kind == "transform" and isinstance(config.get("transport"), Mapping):
         return {**config, "transport": _child(config["transport"], settings, unwrapped)}, settings
-    return _inner_config(config, settings), settings
+    return inner_config(config, settings), settings
 
 
 def _child(config: Any, settings: EmitterSettings, unwrapped: list[str]) -> Any:

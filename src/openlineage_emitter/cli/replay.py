@@ -10,10 +10,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from openlineage_emitter._caller import TimedCaller
-from openlineage_emitter._check import CheckFailed, build_transport
-from openlineage_emitter._client_config import NO_TRANSPORT, choose_transport, fail
 from openlineage_emitter._safefs import UntrustedDirectoryError
 from openlineage_emitter._spool_location import locate
+from openlineage_emitter.cli.check import CheckFailed, build_transport
+from openlineage_emitter.cli.client_config import NO_TRANSPORT, choose_transport, fail
 from openlineage_emitter.config import load_config_with_sources
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.retry import classify

@@ -1,6 +1,6 @@
 """One demo scenario, run in a fresh single-threaded process so the fork strategy really forks.
 
-    python -m openlineage_emitter._demo_run STRATEGY URL TASKS SPOOL_DIR
+    python -m openlineage_emitter.cli.demo_run STRATEGY URL TASKS SPOOL_DIR
 
 Prints one JSON line: caller seconds per task, the emitter's stats, and the peak numbers
 of the emitter's threads (worker, its call thread, abandoned calls) and of the thread

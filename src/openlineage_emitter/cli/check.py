@@ -19,13 +19,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from openlineage_emitter._check_spool import spool_lines
-from openlineage_emitter._client_config import NO_TRANSPORT, choose_transport, fail
-from openlineage_emitter._oneshot import OneShot, one_shot
 from openlineage_emitter._secrets import mask
-from openlineage_emitter._strategy_report import describe_task_strategy
+from openlineage_emitter.cli.check_spool import spool_lines
+from openlineage_emitter.cli.client_config import NO_TRANSPORT, choose_transport, fail
+from openlineage_emitter.cli.oneshot import OneShot, one_shot
+from openlineage_emitter.cli.strategy_report import describe_task_strategy
 from openlineage_emitter.config import KEYS, LoadedConfig, load_config_with_sources, value_at
-from openlineage_emitter.emitter import _short
+from openlineage_emitter.emitter import short_error
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.settings import EmitterSettings
 
@@ -41,7 +41,7 @@ def _value_of(config: Any, path: tuple[str, ...]) -> Any:
 
 
 def build_transport(config: dict[str, Any], settings: EmitterSettings) -> OneShot:
-    """The synchronous sender a one-shot command uses (see ``_oneshot``)."""
+    """The synchronous sender a one-shot command uses (see ``oneshot``)."""
     factory = get_default_factory()
     kind = config.get("type")
     known = sorted(getattr(factory, "transports", {}))
@@ -203,7 +203,7 @@ def _send(console: Console, send: Callable[[Any], object], timeout_s: float) -> 
     except CallTimeout as exc:
         raise CheckFailed(f"test event: no answer within {timeout_s:g}s") from exc
     except Exception as exc:
-        raise CheckFailed(f"test event failed: {mask(_short(exc))}") from exc
+        raise CheckFailed(f"test event failed: {mask(short_error(exc))}") from exc
     latency_ms = (time.perf_counter() - start) * 1000
     status = getattr(answer, "status_code", None)
     said = f"HTTP {status}" if status is not None else "accepted"

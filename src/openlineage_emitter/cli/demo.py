@@ -20,7 +20,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from openlineage_emitter._demo_run import EXECUTION_TIMEOUT_S
+from openlineage_emitter.cli.demo_run import EXECUTION_TIMEOUT_S
 from openlineage_emitter.collector import Answer, Collector, refusing_url
 
 BACKENDS = {
@@ -44,7 +44,7 @@ def _backend(answer: Answer | None) -> Iterator[tuple[str, Collector | None]]:
 def _scenario(strategy: str, answer: Answer | None, tasks: int) -> dict[str, object]:
     with _backend(answer) as (url, collector), tempfile.TemporaryDirectory() as spool:
         proc = subprocess.run(
-            [sys.executable, "-m", "openlineage_emitter._demo_run", strategy, url, str(tasks), spool],
+            [sys.executable, "-m", "openlineage_emitter.cli.demo_run", strategy, url, str(tasks), spool],
             capture_output=True,
             text=True,
             timeout=SCENARIO_TIMEOUT_S,
