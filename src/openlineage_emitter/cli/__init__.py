@@ -19,7 +19,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--send", action="store_true", help="send one test event and report latency")
     replay = sub.add_parser("replay", help="drain a spool directory to the configured transport")
-    replay.add_argument("--spool-dir", help="default: [openlineage] emitter_spool_dir")
+    replay.add_argument(
+        "--spool-dir",
+        help=(
+            "default: [openlineage] emitter_spool_dir; unset, $AIRFLOW_HOME/openlineage-spool (the default "
+            "inside Airflow)"
+        ),
+    )
     demo = sub.add_parser("demo", help="thread vs fork strategies against loopback backends")
     demo.add_argument("--tasks", type=int, default=5, help="simulated tasks per scenario (default 5)")
     return parser
