@@ -19,19 +19,6 @@ pytestmark = pytest.mark.integration
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def wait_child(pid: int, timeout_s: float) -> int:
-    """waitpid with a deadline; kills the child if it overruns. Returns its exit code."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    raise AssertionError(f"child {pid} did not exit within {timeout_s}s")
-
-
 #: Forks run in a fresh interpreter: the pytest process has threads other tests left
 #: (librdkafka's among them), and forking it made the child crash (SIGSEGV, seen on
 #: Python 3.12), which is the hazard of fork() itself, not of the emitter under test.
