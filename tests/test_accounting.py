@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -42,10 +42,14 @@ class SlowSpool(SpoolBacklog):
         return super().spill(events)
 
 
+class HasStats(Protocol):
+    def stats(self) -> EmitterStats: ...
+
+
 class Snapshots:
     """Takes ``stats()`` snapshots as fast as it can on another thread until stopped."""
 
-    def __init__(self, emitter: ThreadEmitter) -> None:
+    def __init__(self, emitter: HasStats) -> None:
         self.taken: list[EmitterStats] = []
         self._emitter = emitter
         self._stop = threading.Event()
@@ -179,3 +183,39 @@ def test_late_deliveries_are_in_the_close_summary(
     summary = [r.getMessage() for r in caplog.records if " closed: delivered" in r.getMessage()]
     assert len(summary) == 1
     assert "1 more arrived late" in summary[0]
+
+
+def test_every_snapshot_accounts_for_every_event_across_lanes(transports: list[ThreadedTransport]) -> None:
+    with Collector() as collector:
+        # Delivered, retried, refused for good, given up: every way out, on several lanes at once.
+        collector.script([Answer(status=s) for s in [200, 503, 400, 200, 503, 503, 400, 200] * 20])
+        transport = ThreadedTransport.wrap(
+            {"type": "http", "url": collector.url},
+            EmitterSettings(
+                lanes=4,
+                retry=RetryPolicy(attempts=2, initial_backoff_s=0.01, max_backoff_s=0.02),
+                breaker_threshold=0,
+            ),
+        )
+        transports.append(transport)
+
+        def produce() -> None:
+            for _ in range(100):
+                transport.emit(make_event())
+
+        producers = [threading.Thread(target=produce) for _ in range(4)]
+        with Snapshots(transport) as snapshots:
+            for producer in producers:
+                producer.start()
+            for producer in producers:
+                producer.join(5)
+            # Its return is not the point (some events are refused): every event settled is.
+            transport.flush(10)
+            assert wait_until(lambda: transport.stats().queue_depth + transport.stats().in_flight == 0)
+            assert wait_until(lambda: len(snapshots.taken) >= 500)
+        final = transport.stats()
+    assert [unaccounted(s) for s in snapshots.taken if unaccounted(s)] == []
+    assert final.submitted == 400
+    assert final.delivered + final.dropped_total == 400
+    assert final.dropped["non_retryable"] > 0
+    assert final.retried > 0

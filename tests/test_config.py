@@ -262,6 +262,8 @@ SAMPLES: dict[str, tuple[str, Callable[[OpenLineageConfig], object], object]] = 
     "emitter_spool_dir": ("/var/spool/ol", lambda c: c.emitter.spool_dir, "/var/spool/ol"),
     "emitter_spool_max_bytes": ("4096", lambda c: c.emitter.spool_max_bytes, 4096),
     "emitter_max_event_bytes": ("1048576", lambda c: c.emitter.max_event_bytes, 1048576),
+    "emitter_lanes": ("3", lambda c: c.emitter.lanes, 3),
+    "emitter_batch_max_events": ("25", lambda c: c.emitter.batch_max_events, 25),
     "emitter_force_fork": ("true", lambda c: c.force_fork, True),
     "emitter_plugin_enabled": ("off", lambda c: c.plugin_enabled, False),
 }
@@ -523,6 +525,11 @@ BAD_VALUES = [
     pytest.param(Bad("emitter_queue_size", "-1", "-1", "an integer >= 1"), id="queue-negative"),
     pytest.param(Bad("emitter_queue_size", "0", "0", "an integer >= 1"), id="queue-zero"),
     pytest.param(Bad("emitter_retry_attempts", "0", "0", "an integer >= 1"), id="attempts-zero"),
+    pytest.param(Bad("emitter_lanes", "0", "0", "an integer from 1 to 64"), id="lanes-zero"),
+    pytest.param(Bad("emitter_lanes", "65", "65", "an integer from 1 to 64"), id="lanes-too-many"),
+    pytest.param(
+        Bad("emitter_batch_max_events", "0", "0", "an integer from 1 to 10000"), id="batch-max-zero"
+    ),
     pytest.param(Bad("emitter_retry_attempts", "many", "'many'", "an integer"), id="attempts-non-numeric"),
     pytest.param(
         Bad("emitter_breaker_threshold", "-1", "-1", "an integer (0 disables the breaker) >= 0"),

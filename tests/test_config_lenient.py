@@ -210,7 +210,7 @@ def test_misspelt_file_key_names_the_file_and_the_nearest_key(tmp_path: Path) ->
 
 
 def test_unknown_key_nothing_like_a_known_one_points_to_the_reference(missing_cfg: Path) -> None:
-    [unknown] = load_config_with_sources({env_var("emitter_xyzzy"): "1"}, missing_cfg).unknown
+    [unknown] = load_config_with_sources({env_var("emitter_xyzzy_plugh_xyzzy"): "1"}, missing_cfg).unknown
 
     assert unknown.endswith("see docs/configuration.md for the known keys")
 

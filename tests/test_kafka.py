@@ -49,6 +49,7 @@ from openlineage_emitter._kafka import (  # noqa: E402
     kafka_message_key,
 )
 from openlineage_emitter.retry import KAFKA_RETRYABLE_CODES, classify  # noqa: E402
+from openlineage_emitter.settings import max_threads  # noqa: E402
 from openlineage_emitter.transport import use_synchronous_emission  # noqa: E402
 from tests.conftest import PRODUCER, emitter_threads, make_event, wait_until  # noqa: E402
 from tests.kafka_helpers.mock_cluster import MockCluster, MockClusterUnavailable  # noqa: E402
@@ -400,8 +401,8 @@ def test_a_down_broker_neither_blocks_the_caller_nor_grows_threads(
 
     assert wait_until(retried_more, timeout_s=10)
     stats = transport.stats()
-    assert most <= 3
-    assert stats.threads_alive <= 3
+    assert most <= max_threads(transport.threaded_config.settings.lanes)
+    assert stats.threads_alive <= max_threads(transport.threaded_config.settings.lanes)
     assert stats.abandoned_calls == 0  # every attempt ended by itself, before the call timeout
     if sys.platform == "linux":
         assert os_thread_count() <= threads_then  # librdkafka's threads do not grow either
@@ -487,7 +488,7 @@ def test_close_honours_its_deadline_with_a_hung_broker(
     cluster.broker_rtt(30_000)  # accepts requests, answers none in time
     for _ in range(5):
         transport.emit(make_event())
-    assert wait_until(lambda: transport.stats().in_flight == 1)
+    assert wait_until(lambda: transport.stats().in_flight >= 1)
     start = time.monotonic()
     assert transport.close(0.5) is False
     # Slack for a loaded machine; waiting for the broker would cost 30 s.
@@ -514,7 +515,9 @@ def test_a_non_retryable_kafka_error_drops_only_that_event(
     good = make_event()
     transport.emit(bad)
     transport.emit(good)
-    assert not transport.flush(5)  # flushed, but one event was lost
+    # Waited on the counts, not on flush()'s return: with lanes, the bad event's lane may
+    # drop it before a flush starts (then nothing pending at that flush was lost).
+    assert wait_until(lambda: transport.stats().delivered + transport.stats().dropped_total == 3)
     stats = transport.stats()
     assert (stats.delivered, stats.failed, stats.retried) == (2, 1, 0)
     assert stats.dropped["non_retryable"] == 1

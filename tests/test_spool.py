@@ -862,7 +862,9 @@ def test_a_full_queue_spills_refused_events_to_the_spool(
     spool_dir: Path, make_transport: MakeTransport
 ) -> None:
     with Collector(Answer(hang=True)) as hung:
-        transport = make_transport(hung.url, spool_dir, queue_size=4, call_timeout_s=1.0, breaker_threshold=0)
+        transport = make_transport(
+            hung.url, spool_dir, queue_size=4, call_timeout_s=1.0, breaker_threshold=0, lanes=1
+        )
         emit_all(transport, 1)
         assert hung.wait_for(1, timeout_s=5, delivered=False)  # the worker is stuck on it
         emit_all(transport, 4)  # queued
@@ -975,7 +977,8 @@ def test_a_spooled_event_the_backend_rejects_on_replay_is_quarantined_not_delete
 def test_stats_count_events_evicted_by_the_size_bound(spool_dir: Path, make_transport: MakeTransport) -> None:
     size = len(frame(record(make_event())))
     transport = make_transport(
-        refusing_url(), spool_dir, breaker_threshold=0, spool_max_bytes=3 * size + size // 2
+        # One lane: "the newest" is the order events failed in, which parallel lanes do not fix.
+        refusing_url(), spool_dir, breaker_threshold=0, spool_max_bytes=3 * size + size // 2, lanes=1
     )
     ids = spool_an_outage(transport, 8)  # one batch per event: each fails on its own
     stats = transport.stats()

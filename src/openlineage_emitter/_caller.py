@@ -20,7 +20,7 @@ class _Runner:
     """A daemon thread that runs the calls handed to it until it is abandoned."""
 
     def __init__(self, owner: TimedCaller, name: str) -> None:
-        self._owner = owner
+        self.owner = owner
         self._has_job = threading.Event()
         self.done = threading.Event()
         self.job: Any = None
@@ -46,32 +46,46 @@ class _Runner:
             if job is _STOP:
                 return
             try:
-                self.result = self._owner.fn(job)
+                self.result = self.owner.fn(job)
             except BaseException as exc:  # noqa: BLE001 - reported to the worker, never raised here
                 self.error = exc
             del job
-            with self._owner.lock:
+            with self.owner.lock:
                 self.busy = False
                 self.done.set()
                 abandoned = self.abandoned
                 late = abandoned and self.timed_out and self.error is None
                 if abandoned:
-                    self._owner.runner_returned(self)
+                    self.owner.runner_returned(self)
             if abandoned:
-                if late and self._owner.on_late_success is not None:
-                    self._owner.on_late_success()
+                if late and self.owner.on_late_success is not None:
+                    self.owner.on_late_success()
                 return
 
 
 _STOP = object()
 
 
+class AbandonedCalls:
+    """The cap on abandoned calls alive at once, shared by several ``TimedCaller`` objects
+    (the lanes of one emitter), so that the emitter's thread bound does not grow with a
+    cap per lane: a hung backend pins at most ``limit`` abandoned threads in all."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.lock = threading.Lock()
+        self.returned = threading.Condition(self.lock)
+        self.runners: set[_Runner] = set()
+        self.total = 0  #: calls abandoned so far (under ``lock``)
+
+
 class TimedCaller:
     """``call(arg, timeout_s)`` runs ``fn(arg)`` on a helper thread and waits at most ``timeout_s``.
 
     A new helper thread is only started while fewer than ``max_abandoned`` abandoned
-    calls are alive, so at most ``max_abandoned`` helper threads exist at any time (2:
-    with the worker, 3 threads). While the cap is reached ``call`` waits (bounded) for
+    calls are alive (counted across every caller sharing ``budget``, if given), so at
+    most ``max_abandoned`` abandoned helper threads exist at any time, plus one running
+    call per caller. While the cap is reached ``call`` waits (bounded) for
     one to return, then raises ``BackendBusy``: the emitter stops calling a backend
     that does not answer.
     """
@@ -83,19 +97,25 @@ class TimedCaller:
         max_abandoned: int,
         name: str,
         on_late_success: Callable[[], None] | None = None,
+        budget: AbandonedCalls | None = None,
     ) -> None:
         self.fn = fn
         #: Called (on the helper thread, no lock held) when a call abandoned at its
         #: timeout returns without error after all: the backend got it, and whoever gave
         #: up on it may have sent it again.
         self.on_late_success = on_late_success
-        self.lock = threading.Lock()
-        self._returned = threading.Condition(self.lock)
-        self._max_abandoned = max_abandoned
+        self._budget = budget or AbandonedCalls(max_abandoned)
+        self.lock = self._budget.lock
+        self._returned = self._budget.returned
+        self._max_abandoned = self._budget.limit
         self._name = name
         self._idle: _Runner | None = None
-        self._abandoned: set[_Runner] = set()
-        self.abandoned_total = 0
+        self._abandoned = self._budget.runners
+
+    @property
+    def abandoned_total(self) -> int:
+        """Calls abandoned so far, by every caller sharing this one's budget."""
+        return self._budget.total
 
     def runner_returned(self, runner: _Runner) -> None:
         """Called by an abandoned runner, under ``lock``, as it exits."""
@@ -103,8 +123,9 @@ class TimedCaller:
         self._returned.notify_all()
 
     def threads_alive(self) -> int:
+        """This caller's threads: its idle runner and its own abandoned ones."""
         with self.lock:
-            return (self._idle is not None) + len(self._abandoned)
+            return (self._idle is not None) + sum(r.owner is self for r in self._abandoned)
 
     def _runner(self, wait_s: float, cancelled: Callable[[], bool]) -> _Runner:
         deadline = time.monotonic() + wait_s
@@ -151,7 +172,7 @@ class TimedCaller:
                 runner.abandoned = runner.timed_out = True
                 self._abandoned.add(runner)
                 self._idle = None
-                self.abandoned_total += 1
+                self._budget.total += 1
                 raise CallTimeout(f"no answer within the call timeout of {timeout_s:g}s")
         if runner.error is not None:
             error, runner.error = runner.error, None

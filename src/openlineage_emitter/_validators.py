@@ -109,6 +109,17 @@ def at_least(minimum: float, *, what: str = "a number") -> Any:
     return check
 
 
+def between(minimum: int, maximum: int, *, what: str = "a number") -> Any:
+    """attrs validator: minimum <= value <= maximum (and a real number, not a bool)."""
+
+    def check(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or not math.isfinite(float(value)) or not minimum <= value <= maximum:  # type: ignore[operator, arg-type]
+            raise ConfigError(key_of(attribute), value, f"{what} from {minimum} to {maximum}")
+
+    return check
+
+
 def positive(what: str = "a number of seconds") -> Any:
     """attrs validator: value > 0 (and finite)."""
 

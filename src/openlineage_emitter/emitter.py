@@ -1,10 +1,14 @@
 """The thread emitter: a bounded queue drained by one daemon worker thread.
 
 Caller side (``submit``): take a lock, append, maybe wake the worker. No I/O, no
-serialisation, no waiting. Worker side: one event at a time, in FIFO order, each call
-to the inner transport bounded by the call timeout, retried by the tenacity policy
-within the event's deadline, behind a circuit breaker. With a backlog (the spool),
-what cannot be delivered is spilled instead of dropped and replayed when idle.
+serialisation, no waiting. Worker side: one event at a time (or, with a ``SendMany``, up
+to ``emitter_batch_max_events`` in one call), in FIFO order, each call to the inner
+transport bounded by the call timeout, retried by the tenacity policy within the
+event's deadline, behind a circuit breaker. With a backlog (the spool), what cannot be
+delivered is spilled instead of dropped and replayed when idle.
+
+One ``ThreadEmitter`` is one lane; ``_lanes.Lanes`` runs several side by side (events
+of one run on one lane), sharing what a ``Shared`` holds.
 """
 
 from __future__ import annotations
@@ -13,14 +17,17 @@ import atexit
 import logging
 import threading
 import time
+import typing
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+import attrs
 import tenacity
 
-from openlineage_emitter._caller import TimedCaller
+from openlineage_emitter._batching import SendMany
+from openlineage_emitter._caller import AbandonedCalls, TimedCaller
 from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter._ratelimit import RateLimitedLog
 from openlineage_emitter._secrets import mask_text, masked_logger
@@ -84,11 +91,67 @@ class Backlog(Protocol):
         ...
 
 
+@attrs.define
+class Shared:
+    """What the lanes of one emitter share (a lone emitter has its own): one lock and one
+    set of counters (so that a snapshot of all lanes is one consistent reading), one
+    breaker (the backend is one backend), one cap on abandoned calls (the thread bound)
+    and one metrics publisher."""
+
+    lock: threading.Lock
+    counters: Counters
+    breaker: CircuitBreaker
+    abandoned: AbandonedCalls
+    publisher: Publisher | None
+    warn: RateLimitedLog  #: one rate limit per kind of warning, not one per lane
+    #: Not before this (monotonic) does the replaying lane look at the backlog: a failure
+    #: on any lane postpones it, a success on any lane allows it at once.
+    replay_not_before: float = 0.0
+    #: The replaying lane's wake-up: other lanes ring it when ``replay_not_before`` changes.
+    replay_wake: threading.Event = attrs.field(factory=threading.Event)
+
+
+    @classmethod
+    def new(
+        cls, settings: EmitterSettings, metrics: Metrics | None, metric_tags: Mapping[str, str]
+    ) -> Shared:
+        return cls(
+            lock=threading.Lock(),
+            counters=Counters(),
+            breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s),
+            abandoned=AbandonedCalls(MAX_ABANDONED_CALLS),
+            publisher=Publisher(metrics, metric_tags) if metrics is not None else None,
+            warn=RateLimitedLog(log),
+        )
+
+
+@attrs.frozen
+class LaneOf:
+    """Makes an emitter lane ``index`` of a ``_lanes.Lanes``, which closes it at exit and
+    re-initialises it after fork (the lane registers no hooks of its own)."""
+
+    index: int
+    queue_size: int  #: this lane's share of ``emitter_queue_size``
+    replays: bool  #: the one lane that replays the backlog: one replay, in spool order
+    shared: Callable[[], Shared]  #: the owner's shared parts (new ones after fork)
+    stats: Callable[[], EmitterStats]  #: the whole emitter's stats, for the publisher
+
+
+class _Many:
+    """A batch of events for one call of the ``SendMany`` (the call thread runs either)."""
+
+    __slots__ = ("events",)
+
+    def __init__(self, events: list[Any]) -> None:
+        self.events = events
+
+
 class ThreadEmitter:
     """Hands events to ``send`` on one background thread; see the module docstring.
 
     ``send`` is any callable that delivers one event or raises (an OpenLineage
-    transport's ``emit``). It runs on a helper thread, never on the caller's.
+    transport's ``emit``). It runs on a helper thread, never on the caller's. With
+    ``send_many`` (see ``_batching``) the worker sends what is queued in batches instead.
     """
 
     def __init__(
@@ -101,30 +164,46 @@ class ThreadEmitter:
         backlog: Backlog | None = None,
         metrics: Metrics | None = None,
         metric_tags: Mapping[str, str] | None = None,
+        send_many: SendMany | None = None,
+        lane: LaneOf | None = None,
     ) -> None:
         self._send = send
+        self._send_many = send_many
         self._settings = settings or EmitterSettings()
         self._name = name
+        self._thread_name = name if lane is None else f"{name}:lane{lane.index}"
+        self._queue_size = self._settings.queue_size if lane is None else lane.queue_size
+        self._replays = lane is None or lane.replays
+        self._whole_stats = self.stats if lane is None else lane.stats
         self._backlog = backlog
         self._metrics = metrics
         self._metric_tags = dict(metric_tags or {})
-        self._warn = RateLimitedLog(log)
+        self._lane = lane
         self._closed = False
         self._init_state()
-        if close_at_exit:
-            atexit.register(_close_at_exit, weakref.ref(self))
-        # Fork safety: the child must not inherit queued events (they would be sent
-        # twice), nor locks another thread held at fork time, nor a worker that does
-        # not exist in it. It gets fresh state; the worker starts on first submit.
-        reinit_in_child(self._reinit_after_fork)
+        if lane is None:
+            if close_at_exit:
+                atexit.register(_close_at_exit, weakref.ref(self))
+            # Fork safety: the child must not inherit queued events (they would be sent
+            # twice), nor locks another thread held at fork time, nor a worker that does
+            # not exist in it. It gets fresh state; the worker starts on first submit.
+            reinit_in_child(self._reinit_after_fork)
 
     def _init_state(self) -> None:
-        self._lock = threading.Lock()
+        lane = self._lane
+        shared = (
+            lane.shared()
+            if lane is not None
+            else Shared.new(self._settings, self._metrics, self._metric_tags)
+        )
+        self._lock = shared.lock
         self._drained = threading.Condition(self._lock)
         self._queue: deque[_Item] = deque()
         self._overflow: deque[Any] = deque()  # refused events waiting to be spilled
-        self._current: _Item | None = None
-        self._current_settled = False
+        #: The events the worker is sending (one, or a batch) and which of them are not
+        #: settled yet (in flight): close() may settle them while the call runs.
+        self._current: list[_Item] = []
+        self._open: set[int] = set()
         # Events taken off the queue, the overflow or the worker to be spilled, while the
         # spill is being written: still pending (reported in queue_depth), so that
         # ``stats()`` accounts for every submitted event at every moment.
@@ -132,20 +211,22 @@ class ThreadEmitter:
         #: What the backend last answered to a failed attempt ("connection_error: ..."),
         #: for the close warning: at exit that is often the only line an operator sees.
         self._last_failure = ""
-        self._wake = threading.Event()
+        self._shared = shared
+        self._wake = shared.replay_wake if self._replays else threading.Event()
         self._abort = threading.Event()
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self._counters = Counters()
+        self._counters = shared.counters
         self._caller = TimedCaller(
-            self._send,
+            self._call if self._send_many is not None else self._send,
             max_abandoned=MAX_ABANDONED_CALLS,
-            name=self._name,
+            name=self._thread_name,
             on_late_success=self._late_delivered,
+            budget=shared.abandoned,
         )
-        self._breaker = CircuitBreaker(self._settings.breaker_threshold, self._settings.breaker_cooldown_s)
-        self._replay_not_before = 0.0
-        self._publisher = Publisher(self._metrics, self._metric_tags) if self._metrics is not None else None
+        self._breaker = shared.breaker
+        self._warn = shared.warn
+        self._publisher = shared.publisher
         # Built once: only the worker uses it, and building one per event costs ~25 us.
         self._retrying = self._settings.retry.retrying(
             sleep=self._pause, abort=self._abort, before_sleep=self._count_retry
@@ -154,6 +235,18 @@ class ThreadEmitter:
     @property
     def settings(self) -> EmitterSettings:
         return self._settings
+
+    @property
+    def _replay_not_before(self) -> float:
+        return self._shared.replay_not_before
+
+    @_replay_not_before.setter
+    def _replay_not_before(self, value: float) -> None:
+        shared = self._shared
+        if value != shared.replay_not_before:
+            shared.replay_not_before = value
+            if not self._replays:  # the replaying lane may be asleep on the old value
+                shared.replay_wake.set()
 
     # -- caller side -----------------------------------------------------------------
 
@@ -168,7 +261,7 @@ class ThreadEmitter:
                 if self._closed:
                     self._counters.dropped["closed"] += 1
                     refused = "closed"
-                elif len(self._queue) >= self._settings.queue_size:
+                elif len(self._queue) >= self._queue_size:
                     if self._settings.overflow is Overflow.DROP_NEWEST:
                         overflowed, refused = event, "queue_full"
                     else:
@@ -194,9 +287,7 @@ class ThreadEmitter:
     def _overflowed(self, event: Any) -> bool:
         """Under the lock: keep an event the full queue refused for spilling; False if dropped."""
         # The caller never touches the disk: with a backlog the worker spills it.
-        if self._backlog is not None and len(self._overflow) < max(
-            self._settings.queue_size, MIN_OVERFLOW_HELD
-        ):
+        if self._backlog is not None and len(self._overflow) < max(self._queue_size, MIN_OVERFLOW_HELD):
             self._overflow.append(event)
             return True
         self._counters.dropped["queue_full"] += 1
@@ -217,15 +308,14 @@ class ThreadEmitter:
         with self._start_lock:
             if self._worker is not None:
                 return
-            worker = threading.Thread(target=self._run, name=self._name, daemon=True)
+            worker = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
             worker.start()
             self._worker = worker
 
     # -- waiting -----------------------------------------------------------------------
 
     def _idle(self) -> bool:
-        in_flight = self._current is not None and not self._current_settled
-        return not self._queue and not self._overflow and not in_flight and not self._spilling
+        return not self._queue and not self._overflow and not self._open and not self._spilling
 
     def flush(self, timeout_s: float) -> bool:
         """Wait at most ``timeout_s`` (any non-negative float, ``inf`` included) for the queue to drain.
@@ -235,8 +325,14 @@ class ThreadEmitter:
         """
         with self._lock:
             lost_before = self._lost()
-            drained = self._drained.wait_for(self._idle, clamp_wait_s(timeout_s))
+        drained = self._drain(timeout_s)
+        with self._lock:
             return drained and self._lost() == lost_before
+
+    def _drain(self, timeout_s: float) -> bool:
+        """Wait at most ``timeout_s`` until nothing is pending; True if so."""
+        with self._lock:
+            return self._drained.wait_for(self._idle, clamp_wait_s(timeout_s))
 
     def _lost(self) -> int:
         # Refusals after close() are not events that were pending, so they do not count.
@@ -260,75 +356,49 @@ class ThreadEmitter:
         (e.g. that earlier waits already spent it).
         """
         budget_s = self._settings.shutdown_timeout_s if timeout_s is None else timeout_s
+        if not self._stop_accepting():
+            # Already closed (e.g. explicitly, then again at exit): the first close
+            # spent the budget; a second one must not wait again.
+            return self._is_idle()
+        drained = self.flush(budget_s)
+        warn_undelivered(self._name, budget_s, [self._give_up()], budget_key, budget_note)
+        summarise(self._name, self.stats(), self._publisher)
+        return drained
+
+    # The steps of close(), also taken one lane at a time by ``_lanes.Lanes``.
+
+    def _stop_accepting(self) -> bool:
+        """Refuse new events from now on; False if that was already so."""
         with self._lock:
             if self._closed:
-                # Already closed (e.g. explicitly, then again at exit): the first close
-                # spent the budget; a second one must not wait again.
-                return self._idle()
+                return False
             self._closed = True
         self._wake.set()
-        drained = self.flush(budget_s)
+        return True
+
+    def _is_idle(self) -> bool:
+        with self._lock:
+            return self._idle()
+
+    def _give_up(self) -> Undelivered:
+        """After the drain: spill (or drop) what is still pending, abandon the call in flight."""
         with self._lock:
             left = [event for event, _ in self._queue] + list(self._overflow)
             self._queue.clear()
             self._overflow.clear()
-            current = self._current if not self._current_settled else None
-            if current is not None:
-                # Settled here, spilled with the rest: the abandoned call may still land,
-                # then the backend sees it twice (at-least-once), never zero times.
-                left.append(current[0])
-                self._current_settled = True
+            # Settled here, spilled with the rest: the abandoned call may still land,
+            # then the backend sees it twice (at-least-once), never zero times.
+            in_flight = [self._current[i][0] for i in sorted(self._open)]
+            self._open.clear()
+            left += in_flight
             self._spilling += len(left)
             self._drained.notify_all()
         # Stop retrying and sleeping; an in-flight call is abandoned, not awaited.
         self._abort.set()
         self._wake.set()
         self._caller.stop()
-        if left:
-            spooled = self._spill(left)
-            if self._last_failure:
-                answered = f"; the backend last answered {self._last_failure}"
-            elif current is not None:
-                answered = "; the backend had not answered the call in flight"
-            else:
-                answered = ""
-            log.warning(
-                "%s closed after %gs with %d event(s) undelivered (%d in flight)%s; %s%s; raise %s "
-                "to wait longer",
-                self._name,
-                budget_s,
-                len(left),
-                int(current is not None),
-                f": {budget_note}" if budget_note else "",
-                "written to the spool" if spooled else "dropped",
-                answered,
-                budget_key,
-            )
-        self._summarise()
-        return drained
-
-    def _summarise(self) -> None:
-        """One line at close: what happened to every event this emitter was given."""
-        stats = self.stats()
-        if self._publisher is not None:
-            self._publisher.publish(stats)
-        reasons = ", ".join(f"{k} {v}" for k, v in stats.dropped.items() if v)
-        late = (
-            f"; {stats.late_delivered} more arrived late (calls given up on that the backend "
-            "answered after all: possible duplicates)"
-            if stats.late_delivered
-            else ""
-        )
-        log.log(
-            logging.WARNING if stats.dropped_total else logging.INFO,
-            "%s closed: delivered %d, spooled %d, dropped %d%s%s",
-            self._name,
-            stats.delivered,
-            stats.spooled,
-            stats.dropped_total,
-            f" ({reasons})" if reasons else "",
-            late,
-        )
+        spooled = self._spill(left) if left else False
+        return Undelivered(len(left), len(in_flight), spooled, self._last_failure)
 
     def _spill(self, events: Sequence[Any], reason: str = "shutdown") -> bool:
         """Spill to the backlog; what is not written counts as dropped. True if all written.
@@ -362,7 +432,7 @@ class ThreadEmitter:
     def _publish_if_due(self, *, now: bool = False) -> None:
         publisher = self._publisher
         if publisher is not None and (now or publisher.due()):
-            publisher.publish(self.stats())
+            publisher.publish(self._whole_stats())
 
     def _spill_overflow(self) -> None:
         """Worker side: write what the full queue refused, also while a call or backoff waits."""
@@ -390,11 +460,11 @@ class ThreadEmitter:
         while True:
             self._spill_overflow()
             with self._lock:
-                item = self._queue.popleft() if self._queue else None
-                self._current, self._current_settled = item, False
-                if item is None and not self._overflow and (self._closed or self._abort.is_set()):
+                items = self._take()
+                self._current, self._open = items, set(range(len(items)))
+                if not items and not self._overflow and (self._closed or self._abort.is_set()):
                     return
-            if item is None:
+            if not items:
                 self._notify_if_idle()
                 if self._overflow:
                     continue
@@ -408,15 +478,36 @@ class ThreadEmitter:
                     self._wake.wait(self._idle_wait_s())
                 continue
             try:
-                self._deliver(item)
+                self._deliver(items)
             except BaseException:
                 log.exception("%s: unexpected error delivering an event", self._name)
             finally:
-                del item
+                del items
                 with self._lock:
-                    self._current = None
+                    self._current = []
                 self._notify_if_idle()
                 self._publish_if_due()
+
+    def _take(self) -> list[_Item]:
+        """Under the lock: the next event, or with a ``SendMany`` the next batch."""
+        queue = self._queue
+        if not queue:
+            return []
+        if self._send_many is None:
+            return [queue.popleft()]
+        return [queue.popleft() for _ in range(min(len(queue), self._settings.batch_max_events))]
+
+    def _call(self, job: Any) -> object:
+        """On the call thread, with a ``SendMany``: a batch through it, a lone event (replay) by ``send``."""
+        if isinstance(job, _Many):
+            assert self._send_many is not None
+            outcomes = self._send_many(job.events)
+            if len(outcomes) != len(job.events):
+                raise RuntimeError(
+                    f"the batch sender gave {len(outcomes)} outcomes for {len(job.events)} events"
+                )
+            return outcomes
+        return self._send(job)
 
     def _notify_if_idle(self) -> None:
         with self._lock:
@@ -424,12 +515,14 @@ class ThreadEmitter:
                 self._drained.notify_all()
 
     def _idle_wait_s(self) -> float | None:
-        if self._backlog is None:
+        if self._backlog is None or not self._replays:
             return None
         return max(0.05, min(BACKLOG_RESCAN_S, self._replay_not_before - time.monotonic()))
 
-    def _deliver(self, item: _Item) -> None:
-        event, submitted_at = item
+    def _deliver(self, items: list[_Item]) -> None:
+        """Deliver the worker's events (one, or a batch): each ends delivered, dropped or
+        spilled. A batch is retried as a whole, minus what it already delivered or
+        dropped, before anything behind it: per-run order holds across retries."""
         settings = self._settings
         if not self._breaker.allow():
             if self._backlog is not None:
@@ -439,7 +532,7 @@ class ThreadEmitter:
                     self._queue.clear()
                     self._spilling += len(behind)
                 self._spill(behind, "breaker_open")
-            self._settle(event, "breaker_open")
+            self._settle(range(len(items)), "breaker_open")
             self._warn.warn(
                 "breaker_open",
                 "%s: backend marked down after %d consecutive failed events; not calling it for "
@@ -453,39 +546,74 @@ class ThreadEmitter:
         probe = self._breaker.probing
         attempts = 0
         first_at = time.monotonic()
+        pending = list(range(len(items)))  # not yet delivered or dropped
 
-        def attempt() -> object:
+        def attempt() -> None:
             nonlocal attempts
             attempts += 1
             started = time.monotonic()
             try:
-                return self._caller.call(
-                    event, settings.call_timeout_s, self._abort.is_set, while_waiting=self._while_waiting
+                if self._send_many is None:
+                    result = self._caller.call(
+                        items[0][0],
+                        settings.call_timeout_s,
+                        self._abort.is_set,
+                        while_waiting=self._while_waiting,
+                    )
+                    self._delivered(items, 0, result)
+                    pending.clear()
+                    return
+                batch = _Many([items[i][0] for i in pending])
+                outcomes = self._caller.call(
+                    batch, settings.call_timeout_s, self._abort.is_set, while_waiting=self._while_waiting
                 )
             finally:
                 if self._publisher is not None:
                     self._publisher.timing("call_latency", time.monotonic() - started)
+            self._settle_outcomes(items, pending, typing.cast(Sequence[object], outcomes))
 
         try:
-            result = attempt() if probe else self._retrying(attempt)
+            attempt() if probe else self._retrying(attempt)
         except BaseException as exc:  # noqa: BLE001 - classified and counted below, never lost
-            self._failed(event, exc, attempts, time.monotonic() - first_at)
+            self._failed(pending, exc, attempts, time.monotonic() - first_at)
         else:
-            latency_s = time.monotonic() - submitted_at
-            with self._lock:
-                if self._settle_current():
-                    self._counters.delivered += 1
-                    self._counters.latencies_s.append(latency_s)
-                    if isinstance(result, Truncated):
-                        self._counters.truncated[result.reason] += 1
-                else:
-                    # close() gave up on it (spilled or dropped it) while the call ran.
-                    self._counters.late_delivered += 1
-                self._counters.abandoned_calls = self._caller.abandoned_total
             self._replay_not_before = 0.0
-            if self._publisher is not None:
-                self._publisher.timing("delivery_latency", latency_s)
             self._backend_answered()
+
+    def _settle_outcomes(self, items: list[_Item], pending: list[int], outcomes: Sequence[object]) -> None:
+        """One outcome per pending event of a batch: delivered, dropped for good, or kept in
+        ``pending`` for the retry (which then raises the first retryable error)."""
+        retry: list[int] = []
+        error: BaseException | None = None
+        refused: list[tuple[int, BaseException]] = []
+        for i, outcome in zip(pending, outcomes, strict=True):
+            if not isinstance(outcome, BaseException):
+                self._delivered(items, i, outcome)
+            elif classify(outcome).retryable:
+                retry.append(i)
+                error = error or outcome
+            else:
+                refused.append((i, outcome))
+        for i, exc in refused:
+            self._failed([i], exc)
+        pending[:] = retry
+        if error is not None:
+            raise error
+
+    def _delivered(self, items: list[_Item], i: int, result: object) -> None:
+        latency_s = time.monotonic() - items[i][1]
+        with self._lock:
+            if self._settle_current(i):
+                self._counters.delivered += 1
+                self._counters.latencies_s.append(latency_s)
+                if isinstance(result, Truncated):
+                    self._counters.truncated[result.reason] += 1
+            else:
+                # close() gave up on it (spilled or dropped it) while the call ran.
+                self._counters.late_delivered += 1
+            self._counters.abandoned_calls = self._caller.abandoned_total
+        if self._publisher is not None:
+            self._publisher.timing("delivery_latency", latency_s)
 
     def _backend_answered(self, how: str = "") -> None:
         """The backend answered (a success, or a refusal that says it is up): reset the
@@ -507,15 +635,21 @@ class ThreadEmitter:
             self._counters.retried += 1
             self._counters.abandoned_calls = self._caller.abandoned_total
 
-    def _failed(self, event: Any, exc: BaseException, attempts: int = 1, elapsed_s: float = 0.0) -> None:
+    def _failed(
+        self, indices: Sequence[int], exc: BaseException, attempts: int = 1, elapsed_s: float = 0.0
+    ) -> None:
+        """The worker's events at ``indices`` failed with ``exc``, for good: drop or spill them."""
+        if not indices:
+            return
         verdict = classify(exc)
         self._last_failure = f"{verdict.reason}: {short_error(exc)}"
         with self._lock:
-            self._counters.failed += 1
+            self._counters.failed += len(indices)
         if not verdict.retryable:
             with self._lock:
-                if self._settle_current():  # else close() already counted it
-                    self._counters.dropped[verdict.dropped_as] += 1
+                for i in indices:
+                    if self._settle_current(i):  # else close() already counted it
+                        self._counters.dropped[verdict.dropped_as] += 1
             # The backend answered (or the event itself is bad): it is not down.
             self._backend_answered(f" ({verdict.reason})")
             self._warn.warn(
@@ -529,11 +663,12 @@ class ThreadEmitter:
             return
         self._replay_not_before = time.monotonic() + self._settings.breaker_cooldown_s
         if self._abort.is_set():
-            self._settle(event, "shutdown")  # close() already reported it
+            self._settle(indices, "shutdown")  # close() already reported it
             return
-        spooled = self._settle(event, "retries_exhausted")
+        spooled = self._settle(indices, "retries_exhausted")
         fate = "written to the spool" if spooled else "dropped"
         keep = "" if self._backlog is not None else "; set emitter_spool_dir to keep such events"
+        # One failed call is one failure of the backend, however many events it carried.
         if self._breaker.record_failure() is BreakerState.OPEN:
             self._breaker_changed("opened")
             log.warning(
@@ -555,9 +690,10 @@ class ThreadEmitter:
             limit, key = f"the {retry.deadline_s:g}s deadline", "emitter_retry_deadline"
         self._warn.warn(
             "retries_exhausted",
-            "%s: event %s after %d attempt(s) in %.1fs: the backend answered %s; %s used up: "
+            "%s: %s %s after %d attempt(s) in %.1fs: the backend answered %s; %s used up: "
             "check the backend, or raise %s to retry longer%s",
             self._name,
+            "event" if len(indices) == 1 else f"{len(indices)} events",
             fate,
             attempts,
             elapsed_s,
@@ -567,25 +703,24 @@ class ThreadEmitter:
             keep,
         )
 
-    def _settle(self, event: Any, reason: str) -> bool:
-        """An event the worker gives up on: spill it (unless close already did) or drop it.
+    def _settle(self, indices: Iterable[int], reason: str) -> bool:
+        """Events the worker gives up on: spill them (unless close already did) or drop them.
 
-        True if it was written to the spool."""
+        True if they were written to the spool."""
         with self._lock:
-            mine = self._settle_current()
-            if mine:
-                self._spilling += 1
+            mine = [self._current[i][0] for i in indices if self._settle_current(i)]
+            self._spilling += len(mine)
             self._counters.abandoned_calls = self._caller.abandoned_total
-        if mine:  # else close() spilled or dropped it and counted it
-            return self._spill([event], reason)
+        if mine:  # else close() spilled or dropped them and counted them
+            return self._spill(mine, reason)
         return False
 
-    def _settle_current(self) -> bool:
-        """Under the lock: the worker's event stops being in flight. False if close() had
-        already taken it (and counted it)."""
-        if self._current is None or self._current_settled:
+    def _settle_current(self, i: int) -> bool:
+        """Under the lock: the worker's event ``i`` stops being in flight. False if close()
+        had already taken it (and counted it)."""
+        if i not in self._open:
             return False
-        self._current_settled = True
+        self._open.discard(i)
         return True
 
     def _late_delivered(self) -> None:
@@ -600,6 +735,7 @@ class ThreadEmitter:
     def _may_replay(self) -> bool:
         return (
             self._backlog is not None
+            and self._replays
             and not self._closed
             and time.monotonic() >= self._replay_not_before
             and self._breaker.state is not BreakerState.OPEN
@@ -661,19 +797,15 @@ class ThreadEmitter:
 
     def stats(self) -> EmitterStats:
         """A frozen snapshot of this emitter's counters."""
+        return snapshot([self], self._backlog)
+
+    def _threads_alive(self) -> int:
         worker = self._worker
-        threads = int(worker is not None and worker.is_alive()) + self._caller.threads_alive()
-        quarantined, evicted = self._backlog.counts() if self._backlog is not None else (0, 0)
-        with self._lock:
-            self._counters.abandoned_calls = self._caller.abandoned_total
-            self._counters.quarantined = quarantined
-            self._counters.spool_evicted = evicted
-            return self._counters.snapshot(
-                queue_depth=len(self._queue) + len(self._overflow) + self._spilling,
-                in_flight=int(self._current is not None and not self._current_settled),
-                threads_alive=threads,
-                breaker_state=self._breaker.state.value,
-            )
+        return int(worker is not None and worker.is_alive()) + self._caller.threads_alive()
+
+    def _pending(self) -> tuple[int, int]:
+        """Under the lock: (queue_depth, in_flight) of this lane."""
+        return len(self._queue) + len(self._overflow) + self._spilling, len(self._open)
 
     def _reinit_after_fork(self) -> None:
         self._init_state()
@@ -722,6 +854,88 @@ def _root_cause(exc: BaseException) -> BaseException:
         if str(current).strip():
             found = current
     return found
+
+
+def snapshot(lanes: Sequence[ThreadEmitter], backlog: Backlog | None) -> EmitterStats:
+    """One consistent ``stats()`` reading of emitters that share one ``Shared`` (the lanes of
+    one emitter, or a lone one): taken under their one lock, so every submitted event is
+    in exactly one place in it."""
+    first = lanes[0]
+    threads = sum(lane._threads_alive() for lane in lanes)
+    quarantined, evicted = backlog.counts() if backlog is not None else (0, 0)
+    with first._lock:
+        counters = first._counters
+        counters.abandoned_calls = first._caller.abandoned_total
+        counters.quarantined = quarantined
+        counters.spool_evicted = evicted
+        pending = [lane._pending() for lane in lanes]
+        return counters.snapshot(
+            queue_depth=sum(queued for queued, _ in pending),
+            in_flight=sum(in_flight for _, in_flight in pending),
+            threads_alive=threads,
+            breaker_state=first._breaker.state.value,
+        )
+
+
+@attrs.frozen
+class Undelivered:
+    """What one lane's close left undelivered: spilled (``spooled``) or dropped."""
+
+    count: int
+    in_flight: int
+    spooled: bool
+    last_failure: str  #: what the backend last answered to a failed attempt, if it did
+
+
+def warn_undelivered(
+    name: str, budget_s: float, lanes: Sequence[Undelivered], budget_key: str, budget_note: str
+) -> None:
+    """One warning for everything a close left undelivered, however many lanes it had."""
+    count = sum(lane.count for lane in lanes)
+    if not count:
+        return
+    in_flight = sum(lane.in_flight for lane in lanes)
+    last_failure = next((lane.last_failure for lane in lanes if lane.last_failure), "")
+    if last_failure:
+        answered = f"; the backend last answered {last_failure}"
+    elif in_flight:
+        answered = "; the backend had not answered the call in flight"
+    else:
+        answered = ""
+    log.warning(
+        "%s closed after %gs with %d event(s) undelivered (%d in flight)%s; %s%s; raise %s to wait longer",
+        name,
+        budget_s,
+        count,
+        in_flight,
+        f": {budget_note}" if budget_note else "",
+        "written to the spool" if all(lane.spooled for lane in lanes if lane.count) else "dropped",
+        answered,
+        budget_key,
+    )
+
+
+def summarise(name: str, stats: EmitterStats, publisher: Publisher | None) -> None:
+    """One line at close: what happened to every event the emitter was given."""
+    if publisher is not None:
+        publisher.publish(stats)
+    reasons = ", ".join(f"{k} {v}" for k, v in stats.dropped.items() if v)
+    late = (
+        f"; {stats.late_delivered} more arrived late (calls given up on that the backend "
+        "answered after all: possible duplicates)"
+        if stats.late_delivered
+        else ""
+    )
+    log.log(
+        logging.WARNING if stats.dropped_total else logging.INFO,
+        "%s closed: delivered %d, spooled %d, dropped %d%s%s",
+        name,
+        stats.delivered,
+        stats.spooled,
+        stats.dropped_total,
+        f" ({reasons})" if reasons else "",
+        late,
+    )
 
 
 def _close_at_exit(ref: weakref.ref[ThreadEmitter]) -> None:

@@ -28,9 +28,23 @@ def _parse_spool_dir(key: str, raw: object) -> str | None:
     return v.parse_optional_path(key, raw)
 
 
-#: Calls to the inner transport that may still be running after being abandoned. A new
-#: call thread starts only while fewer are alive, so with the worker: 3 threads at most.
+#: Calls to the inner transport that may still be running after being abandoned, across
+#: all lanes of one emitter. A new call thread starts only while fewer are alive, so an
+#: emitter has at most ``max_threads(lanes)`` threads (see ``emitter_lanes``).
 MAX_ABANDONED_CALLS = 2
+
+#: The most lanes an emitter may have: each lane is up to two threads (see ``max_threads``).
+MAX_LANES = 64
+
+
+def max_threads(lanes: int) -> int:
+    """The hard bound on one emitter's threads (3 for one lane, 17 for 8).
+
+    Per lane: its worker, and one call thread running or abandoned. A lane starts a new
+    call thread only while fewer than ``MAX_ABANDONED_CALLS`` abandoned ones are alive in
+    all lanes together: so at most ``MAX_ABANDONED_CALLS - 1`` call threads beyond one
+    per lane (each started while that many were abandoned, before its own was)."""
+    return lanes + lanes + MAX_ABANDONED_CALLS - 1
 
 
 @attrs.frozen
@@ -79,4 +93,17 @@ class EmitterSettings:
         default=0,
         validator=v.at_least(0, what="an integer number of bytes (0: no budget)"),
         metadata={"key": "emitter_max_event_bytes"},
+    )
+    #: Delivery lanes: calls in flight at once. Events of one run always take the same lane,
+    #: so a run's events stay in order; ``emitter_queue_size`` is split between the lanes.
+    lanes: int = attrs.field(
+        default=8,
+        validator=v.between(1, MAX_LANES, what="an integer"),
+        metadata={"key": "emitter_lanes"},
+    )
+    #: Events a lane hands a many-at-once sender (Kafka, the HTTP batch endpoint) per call.
+    batch_max_events: int = attrs.field(
+        default=100,
+        validator=v.between(1, 10_000, what="an integer"),
+        metadata={"key": "emitter_batch_max_events"},
     )

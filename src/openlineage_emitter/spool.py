@@ -353,9 +353,11 @@ class Spool:
                 break
             if path.name == keep:
                 continue
+            # Gone either way: deleted here, or by another writer evicting at the same time
+            # (lanes, other processes). Not counting it as gone would evict newer batches.
+            total -= size
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-                total -= size
                 evicted += _count_of(path.name)
             with contextlib.suppress(FileNotFoundError):
                 path.with_name(path.name + _PROGRESS).unlink()

@@ -19,15 +19,17 @@ from openlineage.client.transport.kafka import KafkaTransport  # imports conflue
 from openlineage.client.transport.transport import Config, Transport
 
 from openlineage_emitter._backlog import SpoolBacklog
+from openlineage_emitter._batching import batch_sender_for
 from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter._kafka import KafkaDelivery, kafka_attempt_wait_s, kafka_producer_config
 from openlineage_emitter._keys import Parse, keys_of, transport_key
+from openlineage_emitter._lanes import Lanes
 from openlineage_emitter._redirects import no_redirect_session, refuse_redirects
 from openlineage_emitter._secrets import masked_logger, masked_repr
 from openlineage_emitter._sized import SizedSend
 from openlineage_emitter._spool_location import make_private_dir
 from openlineage_emitter.config import load_config
-from openlineage_emitter.emitter import ThreadEmitter, clamp_wait_s
+from openlineage_emitter.emitter import clamp_wait_s
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.metrics import Metrics
 from openlineage_emitter.retry import RetryPolicy
@@ -139,7 +141,8 @@ def inner_config(inner: Mapping[str, Any], settings: EmitterSettings) -> dict[st
 
 
 class ThreadedTransport(Transport):
-    """Enqueue on ``emit``; deliver through the wrapped transport on one daemon thread.
+    """Enqueue on ``emit``; deliver through the wrapped transport on ``emitter_lanes`` daemon
+    threads (events of one run always on the same one, in order; see ``_lanes``).
 
     To code that inspects a client's transport it presents itself as the transport it
     wraps: ``kind``, ``config`` and any other public attribute it does not define itself
@@ -176,13 +179,14 @@ class ThreadedTransport(Transport):
             settings.max_event_bytes,
             name=f"openlineage-emitter[{self.inner.kind}]",
         )
-        self._emitter = ThreadEmitter(
+        self._emitter = Lanes(
             self._send,
             settings,
             name=f"openlineage-emitter[{self.inner.kind}]",
             backlog=SpoolBacklog(self.spool) if self.spool is not None else None,
             metrics=metrics,
             metric_tags={"transport": str(self.inner.kind), **(metric_tags or {})},
+            send_many=batch_sender_for(self.inner, settings),
         )
         reinit_in_child(self._reset_after_fork)
 

@@ -197,7 +197,9 @@ def test_an_adapter_given_its_own_client_keeps_sending_to_that_clients_backend(
 def test_the_exit_budget_bounds_before_stopping_and_exit_together(fresh_process: None) -> None:
     with Collector(Answer(hang=True)) as collector:
         listener, _ = patched(collector.url)
-        for _ in range(5):
+        # Enough events that the lanes cannot give all of them up (each lane waits a call
+        # timeout per event once the abandoned calls are at their cap) within the budget.
+        for _ in range(50):
             listener._execute(lambda: listener.adapter.emit("task"), "on_success", use_fork=True)
         state = process.current()
         budget_s = state.exit_budget_s()

@@ -1,0 +1,169 @@
+"""Lanes: several ``ThreadEmitter`` workers side by side, each run's events on one of them.
+
+Why: a lineage backend is milliseconds away, and one call at a time caps a process at
+one event per round trip (at 20 ms, ~50 events/s for the whole scheduler). Why by run:
+a lane delivers in FIFO order and retries its head before anything behind it, so a
+run whose events all take one lane gets START before COMPLETE/FAIL, also across
+retries; runs on different lanes need no order between them. The lanes share one lock
+and counters (one consistent ``stats()``), one breaker, one cap on abandoned calls
+(the thread bound: ``settings.max_threads``) and one backlog, which one lane replays.
+"""
+
+from __future__ import annotations
+
+import atexit
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from openlineage_emitter._batching import SendMany
+from openlineage_emitter._forksafe import reinit_in_child
+from openlineage_emitter.emitter import (
+    Backlog,
+    LaneOf,
+    Shared,
+    ThreadEmitter,
+    clamp_wait_s,
+    snapshot,
+    summarise,
+    warn_undelivered,
+)
+from openlineage_emitter.metrics import Metrics
+from openlineage_emitter.settings import EmitterSettings
+from openlineage_emitter.stats import EmitterStats
+
+
+def lane_key(event: Any) -> int:
+    """Equal for every event of one run: its ``run.runId`` (an event object, or a dict as
+    replayed from the spool); without a run (dataset/job events) its job; else 0."""
+    if isinstance(event, Mapping):
+        run, job = event.get("run"), event.get("job")
+        run_id = run.get("runId") if isinstance(run, Mapping) else None
+        if run_id is not None:
+            return hash(run_id)
+        if isinstance(job, Mapping):
+            return hash((job.get("namespace"), job.get("name")))
+        return 0
+    run_id = getattr(getattr(event, "run", None), "runId", None)
+    if run_id is not None:
+        return hash(run_id)
+    job = getattr(event, "job", None)
+    return 0 if job is None else hash((getattr(job, "namespace", None), getattr(job, "name", None)))
+
+
+class Lanes:
+    """The ``ThreadEmitter`` API (``submit``/``flush``/``close``/``stats``/``settings``) over
+    ``settings.lanes`` lanes; ``emitter_queue_size`` is the total, split between them.
+
+    A lane's worker starts on its first event; the replaying lane (lane 0, with a
+    backlog) on the first event of any lane, as a lone emitter's worker does.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[Any], object],
+        settings: EmitterSettings | None = None,
+        *,
+        name: str = "openlineage-emitter",
+        close_at_exit: bool = True,
+        backlog: Backlog | None = None,
+        metrics: Metrics | None = None,
+        metric_tags: Mapping[str, str] | None = None,
+        send_many: SendMany | None = None,
+    ) -> None:
+        self._settings = settings = settings or EmitterSettings()
+        self._name = name
+        self._backlog = backlog
+        self._metrics = metrics
+        self._metric_tags = dict(metric_tags or {})
+        self._shared = Shared.new(settings, metrics, self._metric_tags)
+        # Never more lanes than queue slots: each lane holds at least one event, and the
+        # lanes together exactly emitter_queue_size.
+        count = min(settings.lanes, settings.queue_size)
+        share, extra = divmod(settings.queue_size, count)
+        self._lanes = [
+            ThreadEmitter(
+                send,
+                settings,
+                name=name,
+                backlog=backlog,
+                metrics=metrics,
+                metric_tags=self._metric_tags,
+                send_many=send_many,
+                lane=LaneOf(i, share + (i < extra), i == 0, self._current_shared, self.stats),
+            )
+            for i in range(count)
+        ]
+        self._replayer = self._lanes[0] if backlog is not None else None
+        if close_at_exit:
+            atexit.register(_close_at_exit, weakref.ref(self))
+        # The lanes register no fork hook: the shared parts must be new before they re-init.
+        reinit_in_child(self._reinit_after_fork)
+
+    @property
+    def settings(self) -> EmitterSettings:
+        return self._settings
+
+    def _current_shared(self) -> Shared:
+        return self._shared
+
+    def submit(self, event: Any) -> bool:
+        """Queue ``event`` on its run's lane. Never blocks, never raises; False if refused."""
+        lanes = self._lanes
+        try:
+            lane = lanes[lane_key(event) % len(lanes)] if len(lanes) > 1 else lanes[0]
+        except Exception:  # noqa: BLE001 - an unhashable id: delivered all the same, on lane 0
+            lane = lanes[0]
+        accepted = lane.submit(event)
+        replayer = self._replayer
+        if replayer is not None and replayer._worker is None:
+            replayer._start_worker()
+        return accepted
+
+    def flush(self, timeout_s: float) -> bool:
+        """``ThreadEmitter.flush`` over every lane, within one deadline for all of them."""
+        deadline = time.monotonic() + clamp_wait_s(timeout_s)
+        first = self._lanes[0]
+        # Losses are counted from the start for all lanes: a lane that drops an event
+        # while another lane is being waited for must still make this False.
+        with first._lock:
+            lost_before = first._lost()
+        # A list, not all(generator): every lane gets what is left, even after one failed.
+        drained = all([lane._drain(deadline - time.monotonic()) for lane in self._lanes])
+        with first._lock:
+            return drained and first._lost() == lost_before
+
+    def close(
+        self,
+        timeout_s: float | None = None,
+        *,
+        budget_key: str = "emitter_shutdown_timeout",
+        budget_note: str = "",
+    ) -> bool:
+        """``ThreadEmitter.close`` for all lanes: one deadline, one warning, one summary."""
+        budget_s = self._settings.shutdown_timeout_s if timeout_s is None else timeout_s
+        # Every lane stops accepting before any waits: no lane takes new events while
+        # another's drain spends the budget.
+        if not any([lane._stop_accepting() for lane in self._lanes]):
+            return all(lane._is_idle() for lane in self._lanes)
+        drained = self.flush(budget_s)
+        undelivered = [lane._give_up() for lane in self._lanes]
+        warn_undelivered(self._name, budget_s, undelivered, budget_key, budget_note)
+        summarise(self._name, self.stats(), self._shared.publisher)
+        return drained
+
+    def stats(self) -> EmitterStats:
+        """One snapshot of all lanes: counts summed, ``threads_alive`` of all of them."""
+        return snapshot(self._lanes, self._backlog)
+
+    def _reinit_after_fork(self) -> None:
+        self._shared = Shared.new(self._settings, self._metrics, self._metric_tags)
+        for lane in self._lanes:
+            lane._reinit_after_fork()
+
+
+def _close_at_exit(ref: weakref.ref[Lanes]) -> None:
+    lanes = ref()
+    if lanes is not None:
+        lanes.close()
