@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from benchmarks._common import wait_until
 from openlineage_emitter.collector import Answer, Collector
@@ -28,12 +28,22 @@ _CHILD = r"""
 import os, sys, threading, time
 from openlineage_emitter.collector import Answer, Collector
 
-mode, max_life = sys.argv[1], float(sys.argv[2])
+mode, max_life, delay_s = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 watchdog = threading.Timer(max_life, lambda: os._exit(3))
 watchdog.daemon = True
 watchdog.start()
-collector = Collector(Answer(hang=True) if mode == "hang" else Answer()).start()
+collector = Collector(Answer(hang=True) if mode == "hang" else Answer(delay_s=delay_s)).start()
 print(collector.url, flush=True)
+
+def misordered(skip):
+    started, bad = set(), 0
+    for body in collector.events[skip:]:
+        run, kind = body["run"]["runId"], body["eventType"]
+        if kind == "START":
+            started.add(run)
+        elif run not in started:
+            bad += 1
+    return bad
 
 def counts():
     received = collector.received
@@ -44,6 +54,9 @@ for _ in range(1_000_000):
     if not line or line.strip() == "stop":
         break
     cmd, *args = line.split()
+    if cmd == "misordered":
+        print(misordered(int(args[0])), flush=True)
+        continue
     if cmd == "span":
         ats = [r.at for r in collector.received if 200 <= r.status < 300][int(args[0]):]
         print(int(bool(ats)), ats[0] if ats else 0.0, ats[-1] if ats else 0.0, flush=True)
@@ -78,15 +91,34 @@ class Backend(Protocol):
         """time.monotonic() of the first and last delivered event after the first ``skip``."""
         ...
 
+    def misordered(self, skip: int) -> int:
+        """Delivered events, after the first ``skip``, that arrived before their run's START."""
+        ...
+
     def stop(self) -> None: ...
+
+
+def _misordered(bodies: list[Any]) -> int:
+    started: set[str] = set()
+    bad = 0
+    for body in bodies:
+        run, kind = body["run"]["runId"], body["eventType"]
+        if kind == "START":
+            started.add(run)
+        elif run not in started:
+            bad += 1
+    return bad
 
 
 class InProcessBackend:
     where = "in-process"
 
-    def __init__(self, hang: bool) -> None:
-        self._collector = Collector(Answer(hang=True) if hang else Answer()).start()
+    def __init__(self, hang: bool, delay_s: float = 0.0) -> None:
+        self._collector = Collector(Answer(hang=True) if hang else Answer(delay_s=delay_s)).start()
         self.url = self._collector.url
+
+    def misordered(self, skip: int) -> int:
+        return _misordered(self._collector.events[skip:])
 
     def delivered(self) -> int:
         return sum(200 <= r.status < 300 for r in self._collector.received)
@@ -110,9 +142,9 @@ class InProcessBackend:
 class ChildProcessBackend:
     where = "child process"
 
-    def __init__(self, hang: bool) -> None:
+    def __init__(self, hang: bool, delay_s: float = 0.0) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, "hang" if hang else "ok", str(CHILD_MAX_LIFE_S)],
+            [sys.executable, "-c", _CHILD, "hang" if hang else "ok", str(CHILD_MAX_LIFE_S), str(delay_s)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -175,6 +207,10 @@ class ChildProcessBackend:
     def delivered(self) -> int:
         return self._ask("count", 10.0)[1]
 
+    def misordered(self, skip: int) -> int:
+        words = self._tell(f"misordered {skip}", 30.0)
+        return -1 if words is None else int(words[0])
+
     def received(self) -> int:
         return self._ask("count", 10.0)[2]
 
@@ -199,17 +235,18 @@ class ChildProcessBackend:
 
 
 @contextlib.contextmanager
-def backend(hang: bool, where: str) -> Iterator[Backend]:
-    """A started loopback collector (healthy, or hanging on every request); always stopped."""
+def backend(hang: bool, where: str, delay_s: float = 0.0) -> Iterator[Backend]:
+    """A started loopback collector (healthy, answering each request after ``delay_s``, or
+    hanging on every request); always stopped."""
     chosen: Backend
     if where == "child":
         try:
-            chosen = ChildProcessBackend(hang)
+            chosen = ChildProcessBackend(hang, delay_s)
         except (RuntimeError, OSError) as exc:
             print(f"  ! child-process collector failed ({exc}); using an in-process one", file=sys.stderr)
-            chosen = InProcessBackend(hang)
+            chosen = InProcessBackend(hang, delay_s)
     else:
-        chosen = InProcessBackend(hang)
+        chosen = InProcessBackend(hang, delay_s)
     try:
         yield chosen
     finally:

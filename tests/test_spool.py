@@ -942,7 +942,9 @@ def test_a_live_event_overtakes_the_rest_of_a_batch_being_replayed(
     already in flight can still land before it; the rest of the batch waits."""
     spooled = prefill(spool_dir, [20])
     with Collector(Answer(delay_s=0.05)) as slow:
-        transport = make_transport(slow.url, spool_dir)
+        # One lane: live events on the replaying lane's queue are the ones replay yields to
+        # (on other lanes they are delivered beside the replay, never behind it).
+        transport = make_transport(slow.url, spool_dir, lanes=1)
         [first] = emit_all(transport, 1, job="live")
         assert slow.wait_for(4, timeout_s=5)  # the first live event, then replay under way
         [second] = emit_all(transport, 1, job="live")
@@ -978,7 +980,11 @@ def test_stats_count_events_evicted_by_the_size_bound(spool_dir: Path, make_tran
     size = len(frame(record(make_event())))
     transport = make_transport(
         # One lane: "the newest" is the order events failed in, which parallel lanes do not fix.
-        refusing_url(), spool_dir, breaker_threshold=0, spool_max_bytes=3 * size + size // 2, lanes=1
+        refusing_url(),
+        spool_dir,
+        breaker_threshold=0,
+        spool_max_bytes=3 * size + size // 2,
+        lanes=1,
     )
     ids = spool_an_outage(transport, 8)  # one batch per event: each fails on its own
     stats = transport.stats()

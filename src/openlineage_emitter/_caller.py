@@ -138,9 +138,25 @@ class TimedCaller:
                     )
                 # Short slices so a closing emitter is not held up by this wait.
                 self._returned.wait(min(remaining, 0.05))
-            if self._idle is None:
+            return self._new_runner()
+
+    def _new_runner(self) -> _Runner:
+        """Under the lock: the idle runner, started if there is none."""
+        if self._idle is None:
+            try:
                 self._idle = _Runner(self, f"{self._name}-call")
-            return self._idle
+            except RuntimeError as exc:
+                # Python >= 3.12 refuses new threads once the interpreter is shutting down
+                # (an atexit close): the event is not at fault, so not dropped as if it were.
+                raise BackendBusy(f"cannot start a call thread: {exc}") from exc
+        return self._idle
+
+    def prestart(self) -> None:
+        """Start the call thread now, on the caller's thread, if none is alive: a worker
+        started just before interpreter shutdown could otherwise not start it in time."""
+        with self.lock:
+            if self._idle is None and len(self._abandoned) < self._max_abandoned:
+                self._new_runner()
 
     def call(
         self,

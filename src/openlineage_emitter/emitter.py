@@ -110,7 +110,6 @@ class Shared:
     #: The replaying lane's wake-up: other lanes ring it when ``replay_not_before`` changes.
     replay_wake: threading.Event = attrs.field(factory=threading.Event)
 
-
     @classmethod
     def new(
         cls, settings: EmitterSettings, metrics: Metrics | None, metric_tags: Mapping[str, str]
@@ -311,6 +310,7 @@ class ThreadEmitter:
             worker = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
             worker.start()
             self._worker = worker
+            self._caller.prestart()
 
     # -- waiting -----------------------------------------------------------------------
 
@@ -422,6 +422,12 @@ class ThreadEmitter:
                 self._counters.dropped[reason] += len(events) - written - invalid
                 if self._idle():
                     self._drained.notify_all()
+        if written and not self._replays and reason != "shutdown":
+            # The replaying lane may be asleep until its next rescan (seconds away) after
+            # finding the backlog empty: what was just written is due after the cool-down.
+            self._replay_not_before = min(
+                self._replay_not_before, time.monotonic() + self._settings.breaker_cooldown_s
+            )
         return written == len(events)
 
     def _while_waiting(self) -> None:
