@@ -27,36 +27,57 @@ log = masked_logger(__name__)
 KEY = "emitter_max_event_bytes"
 
 
+class Budget:
+    """The per-event byte budget (``emitter_max_event_bytes``; 0: none), one event at a time.
+
+    Used by ``SizedSend`` and by senders that deliver many events per call (a
+    ``SendMany``): each of their events gets the same budget before it is sent.
+    """
+
+    def __init__(self, budget: int, name: str) -> None:
+        self.bytes = budget
+        self._name = name
+        self._warn = RateLimitedLog(log, interval_s=300)
+
+    def fit(self, body: dict[str, Any]) -> Shrunk | None:
+        """``body`` (an event's JSON dict) shrunk to the budget; None if there is no budget."""
+        return shrink(body, self.bytes, reason="budget") if self.bytes else None
+
+    def delivered(self, shrunk: Shrunk) -> Truncated:
+        """What to report once the shrunk event was delivered (and the rate-limited warning)."""
+        self._warn.warn(
+            "budget",
+            "%s: an event of %d bytes is over %s = %d: sent without %d facet(s) (%s), %d bytes",
+            self._name,
+            shrunk.original_bytes,
+            KEY,
+            self.bytes,
+            len(shrunk.shed),
+            ", ".join(shrunk.shed),
+            shrunk.final_bytes,
+        )
+        return Truncated("budget")
+
+
 class SizedSend:
     """``send`` behind a byte budget (``budget`` 0: none) and the 413 retry."""
 
     def __init__(self, send: Callable[[Any], object], budget: int, name: str) -> None:
         self._send = send
-        self._budget = budget
+        self._budget = Budget(budget, name)
         self._name = name
         self._warn = RateLimitedLog(log, interval_s=300)
 
     def __call__(self, event: Any) -> object:
         first: Shrunk | None = None
         body: dict[str, Any] | None = None
-        if self._budget:
-            body = _as_dict(event)
-            first = shrink(body, self._budget, reason="budget")
+        if self._budget.bytes:
+            body = as_dict(event)
+            first = self._budget.fit(body)
         try:
             if first is not None and first.changed:
                 self._send(first.event)
-                self._warn.warn(
-                    "budget",
-                    "%s: an event of %d bytes is over %s = %d: sent without %d facet(s) (%s), %d bytes",
-                    self._name,
-                    first.original_bytes,
-                    KEY,
-                    self._budget,
-                    len(first.shed),
-                    ", ".join(first.shed),
-                    first.final_bytes,
-                )
-                return Truncated("budget")
+                return self._budget.delivered(first)
             return self._send(event)
         except Exception as exc:
             if classify(exc).dropped_as != "too_large":
@@ -65,7 +86,7 @@ class SizedSend:
 
     def _retry_smaller(self, body: Any, first: Shrunk | None, refused: Exception) -> Truncated:
         """The backend answered 413: once more with every sheddable facet shed."""
-        smallest = shrink(_as_dict(body), None, reason="too_large")
+        smallest = shrink(as_dict(body), None, reason="too_large")
         if not smallest.changed or (first is not None and len(smallest.shed) == len(first.shed)):
             raise refused  # nothing more to shed: dropped as too_large
         self._send(smallest.event)  # a second 413 raises: dropped as too_large
@@ -83,5 +104,6 @@ class SizedSend:
         return Truncated("too_large")
 
 
-def _as_dict(event: Any) -> dict[str, Any]:
+def as_dict(event: Any) -> dict[str, Any]:
+    """An event as its OpenLineage JSON dict (a dict, e.g. replayed from the spool, as it is)."""
     return event if isinstance(event, dict) else Serde.to_dict(event)
