@@ -187,31 +187,52 @@ def _fatal(error: Any) -> bool:
     return callable(getattr(error, "fatal", None)) and kafka_error_is_fatal(error)
 
 
-class _Message:
-    """One event's Kafka message and, once librdkafka served it, its delivery report.
+class _Report:
+    """A message's delivery report, once librdkafka served it: the ``on_delivery`` callback.
 
-    The instance is the message's ``on_delivery`` callback; reports are served on the
-    thread that calls ``poll``/``flush``. ``failed`` is set when the message was not
-    produced (or its outcome is decided without a report).
+    One per produce, so that a report for an earlier produce of the same event (a
+    discarded producer's) cannot settle a later one. Reports are served on the thread
+    that calls ``poll``/``flush``.
     """
 
-    __slots__ = ("error", "failed", "key", "reported", "shrunk", "value")
+    __slots__ = ("error", "reported")
 
-    def __init__(self, key: str | None, value: bytes, shrunk: Shrunk | None = None) -> None:
-        self.key = key
-        self.value = value
-        self.shrunk = shrunk  #: the event was over the byte budget and is sent shrunk
+    def __init__(self) -> None:
         self.reported = False
         self.error: Any = None
-        self.failed: BaseException | None = None
 
     def __call__(self, error: Any, _message: Any) -> None:
         self.error = error
         self.reported = True
 
+
+class _Message:
+    """One event's Kafka message and how its delivery went.
+
+    ``failed`` is set when the message was not produced, or its outcome was decided
+    without a report (none by the deadline).
+    """
+
+    __slots__ = ("failed", "key", "report", "shrunk", "value")
+
+    def __init__(self, key: str | None, value: bytes, shrunk: Shrunk | None = None) -> None:
+        self.key = key
+        self.value = value
+        self.shrunk = shrunk  #: the event was over the byte budget and is sent shrunk
+        self.report = _Report()
+        self.failed: BaseException | None = None
+
+    @property
+    def reported(self) -> bool:
+        return self.report.reported
+
+    @property
+    def error(self) -> Any:
+        return self.report.error
+
     @property
     def delivered(self) -> bool:
-        return self.reported and self.error is None and self.failed is None
+        return self.report.reported and self.report.error is None and self.failed is None
 
 
 class KafkaDelivery:
@@ -274,7 +295,7 @@ class KafkaDelivery:
         fatal = self._round(messages, deadline, set())
         if fatal is None:
             return
-        again = [m for m in messages if _settled_by_fatal(m)]
+        again = [m for m in messages if _settled_by_fatal(m, fatal)]
         if not again or time.monotonic() >= deadline:
             return
         # Events of a key that failed for good in the first round stay behind their retry.
@@ -283,40 +304,39 @@ class KafkaDelivery:
             m.key for m in messages if id(m) not in redone and not m.delivered and _retryable(self._ck, m)
         }
         for m in again:
-            m.reported, m.error, m.failed = False, None, None
+            m.report, m.failed = _Report(), None
         self._round(again, deadline, held)
 
     def _round(self, messages: Sequence[_Message], deadline: float, held: set[str | None]) -> Any:
         """One producer's try at ``messages``; returns the fatal error that ended it, if one did."""
         producer = self.producer()
         produced: list[_Message] = []
-        try:
-            for i, m in enumerate(messages):
-                if m.key in held:
-                    m.failed = KafkaNotProduced(
-                        "not produced: an earlier event with the same message key was not delivered "
-                        "in this call, and this one must not overtake it"
-                    )
-                    continue
+        fatal = None
+        for i, m in enumerate(messages):
+            if m.key in held:
+                m.failed = KafkaNotProduced(
+                    "not produced: an earlier event with the same message key was not delivered "
+                    "in this call, and this one must not overtake it"
+                )
+                continue
+            try:
                 m.failed = self._produce(producer, m, deadline)
-                if m.failed is None:
-                    produced.append(m)
-                elif isinstance(m.failed, BufferError):  # the deadline passed: nothing more
-                    for n in messages[i + 1 :]:
-                        n.failed = KafkaNotProduced(
-                            f"not produced within {self.wait_s:g}s: librdkafka's queue stayed full"
-                        )
-                    break
-                elif _retryable(self._ck, m):
-                    held.add(m.key)
-            fatal = self._wait(producer, produced, deadline)
-        except self._ck.KafkaException as exc:  # produce, flush or poll: fatal errors only
-            if not _fatal(exc):
-                raise
-            fatal = exc.args[0]
-            for m in messages:
-                if m.failed is None and not m.reported:
-                    m.failed = KafkaNotProduced(f"the producer failed fatally before this event: {fatal}")
+            except self._ck.KafkaException as exc:  # fatal: the producer takes no more
+                fatal = exc.args[0]
+                for n in messages[i:]:
+                    n.failed = n.failed or KafkaNotProduced(f"the producer failed fatally: {fatal}")
+                break
+            if m.failed is None:
+                produced.append(m)
+            elif isinstance(m.failed, BufferError):  # the deadline passed: nothing more
+                for n in messages[i + 1 :]:
+                    n.failed = KafkaNotProduced(
+                        f"not produced within {self.wait_s:g}s: librdkafka's queue stayed full"
+                    )
+                break
+            elif _retryable(self._ck, m):
+                held.add(m.key)
+        fatal = self._wait(producer, produced, deadline, fatal)
         if fatal is not None:
             self._discard(producer, fatal)
         return fatal
@@ -324,8 +344,10 @@ class KafkaDelivery:
     def _produce(self, producer: Any, m: _Message, deadline: float) -> BaseException | None:
         """Hand one message to librdkafka; what prevented it, if anything (a fatal error raises)."""
         while True:
+            report = _Report()
             try:
-                producer.produce(self.transport.topic, key=m.key, value=m.value, on_delivery=m)
+                producer.produce(self.transport.topic, key=m.key, value=m.value, on_delivery=report)
+                m.report = report
                 return None
             except BufferError as exc:
                 # librdkafka's queue is full (queue.buffering.max.*): serving delivery
@@ -339,28 +361,41 @@ class KafkaDelivery:
                     raise
                 return exc
 
-    def _wait(self, producer: Any, produced: list[_Message], deadline: float) -> Any:
+    def _wait(self, producer: Any, produced: list[_Message], deadline: float, fatal: Any) -> Any:
         """Serve delivery reports until each of ``produced`` has its own or ``deadline`` passes;
-        returns a fatal error a report carried, if one did."""
+        returns the fatal error that ended the producer (``fatal``, or one met meanwhile)."""
         pending = produced
+        if fatal is not None:
+            self._stop(producer)
         while pending:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            # flush, not poll: it sends at once, whatever linger.ms, and serves delivery
-            # reports (ours, or an earlier call's, which set only their own) and librdkafka's
-            # queued log lines; it raises fatal errors. Short slices: it returns early only
-            # once *every* message in the producer is settled.
-            producer.flush(min(remaining, 0.05))
+            try:
+                # flush, not poll: it sends at once, whatever linger.ms, and serves delivery
+                # reports (ours, or an earlier call's, which set only their own) and
+                # librdkafka's queued log lines. Short slices: it returns early only once
+                # *every* message in the producer is settled. It raises a fatal error before
+                # serving the reports that came with it.
+                producer.flush(min(remaining, 0.05)) if fatal is None else producer.poll(min(remaining, 0.05))
+            except self._ck.KafkaException as exc:
+                if not _fatal(exc):
+                    raise
+                if fatal is not None:
+                    break  # raised again: serve no more, the rest is produced anew
+                fatal = exc.args[0]
+                self._stop(producer)
             for m in pending:
-                if m.reported and m.error is not None and _fatal(m.error):
-                    return m.error
+                if fatal is None and m.reported and m.error is not None and _fatal(m.error):
+                    fatal = m.error
+                    self._stop(producer)
             pending = [m for m in pending if not m.reported]
         if pending:
             # Never sent by now: purge them, so that they cannot be delivered after their
             # retry (in flight ones cannot be recalled: at-least-once).
-            producer.purge(in_queue=True, in_flight=False, blocking=True)
-            producer.poll(0)
+            if fatal is None:  # else already purged, and poll may raise it again
+                producer.purge(in_queue=True, in_flight=False, blocking=True)
+                producer.poll(0)
             for m in pending:
                 if not m.reported:
                     m.failed = KafkaDeliveryTimeout(
@@ -372,7 +407,12 @@ class KafkaDelivery:
                         f"no delivery report within {self.wait_s:g}s; "
                         "the message was never sent and is purged"
                     )
-        return None
+        return fatal
+
+    def _stop(self, producer: Any) -> None:
+        """After a fatal error: purge what the producer has not sent yet (it would fail anyway);
+        what is in flight still gets its report (the broker may have written it)."""
+        producer.purge(in_queue=True, in_flight=False, blocking=False)
 
     def _discard(self, producer: Any, error: Any) -> None:
         with self._shared.lock:
@@ -459,13 +499,18 @@ def _retryable(ck: Any, m: _Message) -> bool:
     return classify(outcome_of(ck, m)).retryable
 
 
-def _settled_by_fatal(m: _Message) -> bool:
-    """Whether a fatal error, not the event, decided that ``m`` was not delivered."""
+def _settled_by_fatal(m: _Message, fatal: Any) -> bool:
+    """Whether the fatal error ``fatal``, not the event, decided that ``m`` was not delivered:
+    not produced or not reported because of it, purged after it, or failed with its code."""
     if m.delivered:
         return False
     if m.failed is not None:
-        return isinstance(m.failed, (KafkaNotProduced, KafkaDeliveryTimeout)) or _fatal(m.failed)
-    return not m.reported or _fatal(m.error)
+        return isinstance(m.failed, (KafkaNotProduced, KafkaDeliveryTimeout))
+    return not m.reported or _fatal(m.error) or m.error.code() in {fatal.code(), *_PURGED}
+
+
+#: librdkafka's error codes of a purged message (``_PURGE_QUEUE``, ``_PURGE_INFLIGHT``).
+_PURGED = frozenset({-152, -151})
 
 
 def kafka_send_many(transport: KafkaTransport, settings: EmitterSettings) -> KafkaSendMany:
