@@ -910,6 +910,7 @@ def test_close_is_bounded_with_many_messages_in_flight(
 ) -> None:
     transport, send_many = make_send_many(EmitterSettings(call_timeout_s=5, retry=FAST_RETRY))
     producer = cast(KafkaTransport, transport.inner).producer
+    assert producer is not None
     cluster.broker_rtt(30_000)
     outcomes: list[object] = []
     call = threading.Thread(target=lambda: outcomes.extend(send_many([make_event() for _ in range(100)])))
