@@ -22,8 +22,8 @@ from openlineage.client.transport.kafka import KafkaTransport
 
 from openlineage_emitter._ratelimit import RateLimitedLog
 from openlineage_emitter._secrets import masked_logger
-from openlineage_emitter._size import Shrunk, to_json
-from openlineage_emitter._sized import Budget
+from openlineage_emitter._size import to_json
+from openlineage_emitter._sized import SizedSend
 from openlineage_emitter.retry import classify, kafka_error_is_fatal
 from openlineage_emitter.settings import EmitterSettings
 
@@ -213,12 +213,11 @@ class _Message:
     without a report (none by the deadline).
     """
 
-    __slots__ = ("failed", "key", "report", "shrunk", "value")
+    __slots__ = ("failed", "key", "report", "value")
 
-    def __init__(self, key: str | None, value: bytes, shrunk: Shrunk | None = None) -> None:
+    def __init__(self, key: str | None, value: bytes) -> None:
         self.key = key
         self.value = value
-        self.shrunk = shrunk  #: the event was over the byte budget and is sent shrunk
         self.report = _Report()
         self.failed: BaseException | None = None
 
@@ -271,10 +270,10 @@ class KafkaDelivery:
                 self.transport.producer = self._ck.Producer(dict(self.transport.kafka_config.config))
             return self.transport.producer
 
-    def message(self, body: dict[str, Any], shrunk: Shrunk | None = None) -> _Message:
+    def message(self, body: dict[str, Any]) -> _Message:
         """The message for an event's JSON dict: byte for byte what KafkaTransport sends."""
         key = self.transport.message_key or kafka_message_key(body)
-        return _Message(key, to_json(body).encode("utf-8"), shrunk)
+        return _Message(key, to_json(body).encode("utf-8"))
 
     def __call__(self, event: Any) -> None:
         """Deliver one event; raises what the retry policy classifies if it was not delivered."""
@@ -450,7 +449,7 @@ class KafkaDelivery:
 class KafkaSendMany:
     """A ``SendMany`` (``_batching``) through a Kafka transport: every event of a call in flight at once.
 
-    Each event gets the per-event byte budget (``_sized.Budget``), then its message (the
+    Each event gets the per-event byte budget (``SizedSend.fit``), then its message (the
     bytes and key KafkaTransport would give it, also for an event replayed from the spool
     as a dict); all are produced in order, then the call waits for every delivery report
     until its deadline (``kafka_attempt_wait_s``, under the call timeout). One outcome per
@@ -458,9 +457,9 @@ class KafkaSendMany:
     says delivered, else the exception that says why not.
     """
 
-    def __init__(self, delivery: KafkaDelivery, budget: Budget) -> None:
+    def __init__(self, delivery: KafkaDelivery, sized: SizedSend) -> None:
         self.delivery = delivery
-        self._budget = budget
+        self._sized = sized
 
     def __call__(self, events: Sequence[Any]) -> list[object]:
         deadline = time.monotonic() + self.delivery.wait_s
@@ -468,21 +467,14 @@ class KafkaSendMany:
         messages: list[tuple[int, _Message]] = []
         for i, event in enumerate(events):
             try:
-                body = Serde.to_dict(event)
-                shrunk = self._budget.fit(body)
-                if shrunk is not None and shrunk.changed:
-                    messages.append((i, self.delivery.message(shrunk.event, shrunk)))
-                else:
-                    messages.append((i, self.delivery.message(body)))
+                to_send, outcomes[i] = self._sized.fit(event)
+                messages.append((i, self.delivery.message(Serde.to_dict(to_send))))
             except Exception as exc:  # noqa: BLE001 - this event's outcome (not serialisable)
                 outcomes[i] = exc
         self.delivery.deliver([m for _, m in messages], deadline)
-        ck = self.delivery._ck
         for i, m in messages:
             if not m.delivered:
-                outcomes[i] = outcome_of(ck, m)
-            elif m.shrunk is not None:
-                outcomes[i] = self._budget.delivered(m.shrunk)
+                outcomes[i] = outcome_of(self.delivery._ck, m)
         return outcomes
 
 
@@ -516,9 +508,11 @@ _PURGED = frozenset({-152, -151})
 def kafka_send_many(transport: KafkaTransport, settings: EmitterSettings) -> KafkaSendMany:
     """The ``SendMany`` for a Kafka transport; it shares the transport's producer with any
     other sender built on it (``ThreadedTransport``'s one-event delivery, its close)."""
+    delivery = KafkaDelivery(transport, kafka_attempt_wait_s(settings))
     return KafkaSendMany(
-        KafkaDelivery(transport, kafka_attempt_wait_s(settings)),
-        Budget(settings.max_event_bytes, name=f"openlineage-emitter[{transport.kind}]"),
+        delivery,
+        # Its budget only: a Kafka broker's "too large" is not an HTTP 413, there is no shrunk retry.
+        SizedSend(delivery, settings.max_event_bytes, name=f"openlineage-emitter[{transport.kind}]"),
     )
 
 

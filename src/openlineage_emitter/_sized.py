@@ -27,66 +27,62 @@ log = masked_logger(__name__)
 KEY = "emitter_max_event_bytes"
 
 
-class Budget:
-    """The per-event byte budget (``emitter_max_event_bytes``; 0: none), one event at a time.
-
-    Used by ``SizedSend`` and by senders that deliver many events per call (a
-    ``SendMany``): each of their events gets the same budget before it is sent.
-    """
-
-    def __init__(self, budget: int, name: str) -> None:
-        self.bytes = budget
-        self._name = name
-        self._warn = RateLimitedLog(log, interval_s=300)
-
-    def fit(self, body: dict[str, Any]) -> Shrunk | None:
-        """``body`` (an event's JSON dict) shrunk to the budget; None if there is no budget."""
-        return shrink(body, self.bytes, reason="budget") if self.bytes else None
-
-    def delivered(self, shrunk: Shrunk) -> Truncated:
-        """What to report once the shrunk event was delivered (and the rate-limited warning)."""
-        self._warn.warn(
-            "budget",
-            "%s: an event of %d bytes is over %s = %d: sent without %d facet(s) (%s), %d bytes",
-            self._name,
-            shrunk.original_bytes,
-            KEY,
-            self.bytes,
-            len(shrunk.shed),
-            ", ".join(shrunk.shed),
-            shrunk.final_bytes,
-        )
-        return Truncated("budget")
-
-
 class SizedSend:
     """``send`` behind a byte budget (``budget`` 0: none) and the 413 retry."""
 
     def __init__(self, send: Callable[[Any], object], budget: int, name: str) -> None:
         self._send = send
-        self._budget = Budget(budget, name)
+        self._budget = budget
         self._name = name
         self._warn = RateLimitedLog(log, interval_s=300)
 
     def __call__(self, event: Any) -> object:
         first: Shrunk | None = None
         body: dict[str, Any] | None = None
-        if self._budget.bytes:
-            body = as_dict(event)
-            first = self._budget.fit(body)
+        if self._budget:
+            body = _as_dict(event)
+            first = shrink(body, self._budget, reason="budget")
         try:
             if first is not None and first.changed:
                 self._send(first.event)
-                return self._budget.delivered(first)
+                self._warn_shed(first)
+                return Truncated("budget")
             return self._send(event)
         except Exception as exc:
             if classify(exc).dropped_as != "too_large":
                 raise
             return self._retry_smaller(event if body is None else body, first, exc)
 
+    def fit(self, event: Any) -> tuple[Any, Truncated | None]:
+        """``event`` as it is to be sent under the budget, and ``Truncated`` if facets were shed.
+
+        For senders that deliver several events at once (``_http_batch``): the same budget
+        per event as a single send; the 413 retry is theirs to make (one event at a time).
+        """
+        if not self._budget:
+            return event, None
+        first = shrink(_as_dict(event), self._budget, reason="budget")
+        if not first.changed:
+            return event, None
+        self._warn_shed(first)
+        return first.event, Truncated("budget")
+
+    def _warn_shed(self, shrunk: Shrunk) -> None:
+        self._warn.warn(
+            "budget",
+            "%s: an event of %d bytes is over %s = %d: sent without %d facet(s) (%s), %d bytes",
+            self._name,
+            shrunk.original_bytes,
+            KEY,
+            self._budget,
+            len(shrunk.shed),
+            ", ".join(shrunk.shed),
+            shrunk.final_bytes,
+        )
+
     def _retry_smaller(self, body: Any, first: Shrunk | None, refused: Exception) -> Truncated:
         """The backend answered 413: once more with every sheddable facet shed."""
-        smallest = shrink(as_dict(body), None, reason="too_large")
+        smallest = shrink(_as_dict(body), None, reason="too_large")
         if not smallest.changed or (first is not None and len(smallest.shed) == len(first.shed)):
             raise refused  # nothing more to shed: dropped as too_large
         self._send(smallest.event)  # a second 413 raises: dropped as too_large
@@ -104,6 +100,5 @@ class SizedSend:
         return Truncated("too_large")
 
 
-def as_dict(event: Any) -> dict[str, Any]:
-    """An event as its OpenLineage JSON dict (a dict, e.g. replayed from the spool, as it is)."""
+def _as_dict(event: Any) -> dict[str, Any]:
     return event if isinstance(event, dict) else Serde.to_dict(event)
