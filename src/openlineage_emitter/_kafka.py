@@ -164,6 +164,13 @@ def kafka_message_key(event: Mapping[str, Any]) -> str | None:
     return None
 
 
+#: How long one ``flush`` serving delivery reports may block. ``flush`` returns early only
+#: once every message in the producer is settled; with other calls (lanes) producing into
+#: the same producer meanwhile it rarely is, so a call may wait up to one slice longer than
+#: its own reports need.
+_SERVE_SLICE_S = 0.005
+
+
 class KafkaDeliveryTimeout(TimeoutError):
     """No delivery report within the attempt's wait; retryable like any timeout."""
 
@@ -372,11 +379,11 @@ class KafkaDelivery:
                 break
             try:
                 # flush, not poll: it sends at once, whatever linger.ms, and serves delivery
-                # reports (ours, or an earlier call's, which set only their own) and
-                # librdkafka's queued log lines. Short slices: it returns early only once
-                # *every* message in the producer is settled. It raises a fatal error before
-                # serving the reports that came with it.
-                producer.flush(min(remaining, 0.05)) if fatal is None else producer.poll(min(remaining, 0.05))
+                # reports (ours, another call's, which set only their own) and librdkafka's
+                # queued log lines. It raises a fatal error before serving the reports that
+                # came with it; after one, poll only serves the rest.
+                serve = producer.flush if fatal is None else producer.poll
+                serve(min(remaining, _SERVE_SLICE_S))
             except self._ck.KafkaException as exc:
                 if not _fatal(exc):
                     raise
