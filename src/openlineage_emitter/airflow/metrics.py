@@ -92,19 +92,11 @@ class AirflowStats:
     def _tags(self, tags: Mapping[str, str] | None) -> dict[str, str]:
         return {**(tags or {}), "component": self._component()}
 
-    def incr(self, stat: str, count: int = 1, rate: float = 1, *, tags: dict[str, str] | None = None) -> None:
-        self.target()[1].incr(stat, count, rate, tags=self._tags(tags))
+    def incr(self, stat: str, count: int = 1, *, tags: dict[str, str] | None = None) -> None:
+        self.target()[1].incr(stat, count, tags=self._tags(tags))
 
-    def gauge(
-        self,
-        stat: str,
-        value: float,
-        rate: float = 1,
-        delta: bool = False,
-        *,
-        tags: dict[str, str] | None = None,
-    ) -> None:
-        self.target()[1].gauge(stat, value, rate, delta, tags=self._tags(tags))
+    def gauge(self, stat: str, value: float, *, tags: dict[str, str] | None = None) -> None:
+        self.target()[1].gauge(stat, value, tags=self._tags(tags))
 
     def timing(self, stat: str, dt: float, *, tags: dict[str, str] | None = None) -> None:
         self.target()[1].timing(stat, dt, tags=self._tags(tags))
