@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from openlineage.client.transport import Transport
+from openlineage.client.transport.kafka import KafkaTransport  # imports confluent_kafka lazily
 
+from openlineage_emitter._kafka import kafka_send_many
 from openlineage_emitter.settings import EmitterSettings
 
 #: Deliver ``events`` (in order) in one go; returns one outcome per event, same order:
@@ -25,5 +27,7 @@ SendMany = Callable[[Sequence[Any]], Sequence[object]]
 
 def batch_sender_for(inner: Transport, settings: EmitterSettings) -> SendMany | None:
     """The many-at-once sender for ``inner``, or None: deliver one event per call."""
-    del inner, settings
+    if isinstance(inner, KafkaTransport):
+        # Every event of a call in flight at once, each counted on its own delivery report.
+        return kafka_send_many(inner, settings)
     return None
