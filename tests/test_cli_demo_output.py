@@ -9,6 +9,9 @@ import sys
 
 import pytest
 
+from openlineage_emitter import EmitterSettings
+from openlineage_emitter.settings import max_threads
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WIDTH = 80
@@ -80,10 +83,10 @@ def test_the_exit_budget_behind_spooled_is_stated(demo: str) -> None:
     assert "events not delivered within the 1 s exit budget" in flat
 
 
-def test_threads_split_emitter_and_extraction_and_the_emitter_keeps_to_3(demo: str) -> None:
+def test_threads_split_emitter_and_extraction_and_the_emitter_keeps_to_its_bound(demo: str) -> None:
     table = rows(demo)
     assert len(table) == 8
     for row in table:
         emitter, extraction = (int(n) for n in row[-1].split("+"))
-        assert emitter <= 3
+        assert emitter <= max_threads(EmitterSettings().lanes)
         assert extraction <= 2

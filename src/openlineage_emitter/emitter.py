@@ -295,11 +295,12 @@ class ThreadEmitter:
     def _warn_queue_full(self) -> None:
         self._warn.warn(
             "queue_full",
-            "%s queue is full (%d events); dropping events (overflow policy %s). The backend is "
+            "%s queue is full (%d events%s); dropping events (overflow policy %s). The backend is "
             "slower than the event rate: raise emitter_queue_size, set emitter_spool_dir, or check "
             "the backend.",
             self._name,
-            self._settings.queue_size,
+            self._queue_size,
+            "" if self._lane is None else f", this run's lane's share of {self._settings.queue_size}",
             self._settings.overflow.value,
         )
 

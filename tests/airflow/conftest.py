@@ -257,10 +257,13 @@ def task_events(events: Sequence[Any]) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def fresh_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No plugin process state before the test; its transport closed after it."""
+def fresh_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No plugin process state before the test; its transport closed after it. Its default
+    spool is under ``tmp_path``: events one test leaves in ``~/airflow/openlineage-spool``
+    would otherwise be replayed into the next test's collector."""
     from openlineage_emitter.airflow import process
 
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow"))
     monkeypatch.setattr(process, "_process", None)
     yield
     state = process._process

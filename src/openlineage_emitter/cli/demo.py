@@ -75,8 +75,9 @@ LEGEND = (
     ("lost", "events neither delivered nor spooled"),
     (
         "threads",
-        "peak threads, as emitter + extraction: the emitter's worker and its calls (3 at most, "
-        "whatever the backend does) + the thread strategy's extraction threads (2 at most); "
+        "peak threads, as emitter + extraction: the emitter's workers and their calls (per lane a "
+        "worker and one call, plus 1: at most 3 for one run's events, 17 with 8 lanes busy, whatever "
+        "the backend does) + the thread strategy's extraction threads (2 at most); "
         "the main thread is not counted. The fork strategy's work runs in children: 0 + 0",
     ),
 )
