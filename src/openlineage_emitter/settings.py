@@ -28,6 +28,13 @@ def _parse_spool_dir(key: str, raw: object) -> str | None:
     return v.parse_optional_path(key, raw)
 
 
+def _parse_optional_text(key: str, raw: object) -> str | None:
+    """A piece of text as given (stripped); empty means unset."""
+    del key
+    text = "" if raw is None else str(raw).strip()
+    return text or None
+
+
 #: Calls to the inner transport that may still be running after being abandoned. A new
 #: call thread starts only while fewer are alive, so with the worker: 3 threads at most.
 MAX_ABANDONED_CALLS = 2
@@ -79,4 +86,20 @@ class EmitterSettings:
         default=0,
         validator=v.at_least(0, what="an integer number of bytes (0: no budget)"),
         metadata={"key": "emitter_max_event_bytes"},
+    )
+    #: http backends: deliver many events per request through the spec's batch endpoint
+    #: (``POST <endpoint>/batch``; see ``_http_batch``); off: one request per event.
+    http_batch: bool = attrs.field(default=False, validator=v.is_bool, metadata={"key": "emitter_http_batch"})
+    #: The most bytes of event JSON one batch request carries (before any gzip); a batch
+    #: that would be larger is split, and an event larger than this alone goes alone.
+    http_batch_max_bytes: int = attrs.field(
+        default=1024 * 1024,
+        validator=v.at_least(1, what="an integer number of bytes"),
+        metadata={"key": "emitter_http_batch_max_bytes"},
+    )
+    #: The batch endpoint's path (or URL), when it is not the event endpoint + ``/batch``.
+    http_batch_endpoint: str | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.instance_of(str)),
+        metadata={"key": "emitter_http_batch_endpoint", "parse": _parse_optional_text},
     )
