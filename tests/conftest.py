@@ -29,7 +29,7 @@ def no_process_default_spool(monkeypatch: pytest.MonkeyPatch) -> None:
     by a test (the Airflow plugin's, ~/airflow/openlineage-spool) must not reach others."""
     from openlineage_emitter import transport
 
-    monkeypatch.setattr(transport, "_default_spool_dir", None)
+    monkeypatch.setattr(transport.PROCESS_DEFAULTS, "spool_dir", None)
 
 
 def isolated_env(tmp_path: Path, *, columns: int, **extra: str) -> dict[str, str]:

@@ -897,6 +897,17 @@ def test_transport_config_defaults_follow_openlineage_env(monkeypatch: pytest.Mo
 
 
 @pytest.mark.usefixtures("isolated_environ")
+def test_transport_config_from_params_reads_only_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__EMITTER_QUEUE_SIZE", "7")
+    defaults = EmitterSettings(call_timeout_s=2.0)
+
+    config = ThreadedTransportConfig.from_params({"inner": INNER, "retry": {"attempts": 2}}, defaults)
+
+    assert config.settings == attrs.evolve(defaults, retry=RetryPolicy(attempts=2))
+    assert config.default_spool_dir is None
+
+
+@pytest.mark.usefixtures("isolated_environ")
 def test_transport_config_defaults_follow_the_airflow_cfg(
     monkeypatch: pytest.MonkeyPatch, write_cfg: WriteCfg
 ) -> None:

@@ -49,7 +49,6 @@ from openlineage_emitter._kafka import (  # noqa: E402
     kafka_message_key,
 )
 from openlineage_emitter.retry import KAFKA_RETRYABLE_CODES, classify  # noqa: E402
-from openlineage_emitter.transport import use_synchronous_emission  # noqa: E402
 from tests.conftest import PRODUCER, emitter_threads, make_event, wait_until  # noqa: E402
 from tests.kafka_helpers.mock_cluster import MockCluster, MockClusterUnavailable  # noqa: E402
 
@@ -573,7 +572,7 @@ def test_a_forked_child_delivers_through_a_new_producer(
     if pid == 0:  # the child: what the fork strategy does, then _exit whatever happens
         code = 1
         try:
-            use_synchronous_emission()
+            transport.emit_synchronously()
             inner = cast(KafkaTransport, transport.inner)
             code = 2 if inner.producer is not None else 3  # the parent's producer is set aside
             transport._send(child_event)  # raises if not delivered

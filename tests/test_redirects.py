@@ -121,7 +121,6 @@ FORKED_CHILD = textwrap.dedent(
     """
     import os, sys
     from openlineage_emitter import EmitterSettings, ThreadedTransport
-    from openlineage_emitter.transport import use_synchronous_emission
     from tests.conftest import make_event
 
     transport = ThreadedTransport.wrap(
@@ -130,7 +129,7 @@ FORKED_CHILD = textwrap.dedent(
     transport.inner.session  # the parent's session exists before the fork
     pid = os.fork()
     if pid == 0:
-        use_synchronous_emission()
+        transport.emit_synchronously()  # as the fork strategy's child set-up does
         transport.emit(make_event())
         os._exit(0)
     _, status = os.waitpid(pid, 0)

@@ -19,11 +19,10 @@ import tenacity
 from freezegun import freeze_time
 from freezegun.api import FrozenDateTimeFactory
 
+from openlineage_emitter._caller import BackendBusy, CallTimeout
 from openlineage_emitter.retry import (
     RETRYABLE_STATUSES,
-    BackendBusy,
     BreakerState,
-    CallTimeout,
     CircuitBreaker,
     RetryPolicy,
     Verdict,

@@ -297,14 +297,12 @@ def test_concurrent_clients_over_http_lose_and_duplicate_nothing(
 
 
 def test_synchronous_emission_retries_like_the_emitter(
-    collector: Collector, make_transport: MakeTransport, monkeypatch: pytest.MonkeyPatch
+    collector: Collector, make_transport: MakeTransport
 ) -> None:
     """A fork-strategy child emits synchronously; a transient error must still be retried."""
-    from openlineage_emitter import transport as transport_module
-
     collector.script([Answer(status=503)])
     transport = make_transport(collector.url)
-    monkeypatch.setattr(transport_module, "_synchronous", True)
+    transport.emit_synchronously()
     transport.emit(make_event())  # returns only once delivered (or given up)
     assert [r.status for r in collector.received] == [503, 200]
     assert transport.stats().submitted == 0  # the queue was never used

@@ -13,7 +13,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from openlineage_emitter.retry import BackendBusy, CallTimeout
+
+class CallTimeout(TimeoutError):
+    """The call did not return within its timeout; it was abandoned (its thread ends when it returns)."""
+
+
+class BackendBusy(TimeoutError):
+    """Too many abandoned calls are still running; no new one is started.
+
+    The default ``busy_error`` of :class:`TimedCaller`: behind the emitter an abandoned
+    call is a backend that does not answer. A caller whose calls are something else
+    names its own (the thread strategy's ``ExtractionStuck``).
+    """
 
 
 class _Runner:
@@ -72,8 +83,8 @@ class TimedCaller:
     A new helper thread is only started while fewer than ``max_abandoned`` abandoned
     calls are alive, so at most ``max_abandoned`` helper threads exist at any time (2:
     with the worker, 3 threads). While the cap is reached ``call`` waits (bounded) for
-    one to return, then raises ``BackendBusy``: the emitter stops calling a backend
-    that does not answer.
+    one to return, then raises ``busy_error`` (default ``BackendBusy``): the emitter
+    stops calling a backend that does not answer.
     """
 
     def __init__(
@@ -83,8 +94,10 @@ class TimedCaller:
         max_abandoned: int,
         name: str,
         on_late_success: Callable[[], None] | None = None,
+        busy_error: type[Exception] = BackendBusy,
     ) -> None:
         self.fn = fn
+        self._busy_error = busy_error
         #: Called (on the helper thread, no lock held) when a call abandoned at its
         #: timeout returns without error after all: the backend got it, and whoever gave
         #: up on it may have sent it again.
@@ -112,7 +125,7 @@ class TimedCaller:
             while self._idle is None and len(self._abandoned) >= self._max_abandoned:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or cancelled():
-                    raise BackendBusy(
+                    raise self._busy_error(
                         f"{len(self._abandoned)} abandoned calls are still running; not starting another"
                     )
                 # Short slices so a closing emitter is not held up by this wait.

@@ -15,6 +15,7 @@ import attrs
 import tenacity
 
 from openlineage_emitter import _validators as v
+from openlineage_emitter._caller import BackendBusy, CallTimeout
 from openlineage_emitter.errors import ConfigError
 
 #: HTTP statuses that say "try again later" rather than "this event is wrong".
@@ -66,14 +67,6 @@ KAFKA_FATAL_CODE = -150
 def kafka_error_is_fatal(error: Any) -> bool:
     """Whether a ``confluent_kafka.KafkaError`` leaves its producer unusable."""
     return bool(error.fatal() or error.code() == KAFKA_FATAL_CODE)
-
-
-class CallTimeout(TimeoutError):
-    """The inner transport did not return within the per-call timeout; the call was abandoned."""
-
-
-class BackendBusy(TimeoutError):
-    """Too many abandoned calls are still running; the emitter will not start another one."""
 
 
 @attrs.frozen

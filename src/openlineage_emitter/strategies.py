@@ -13,21 +13,24 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
-from openlineage_emitter._caller import TimedCaller
+from openlineage_emitter._caller import CallTimeout, TimedCaller
 from openlineage_emitter._ratelimit import RateLimitedLog
 from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter.config import OpenLineageConfig
 from openlineage_emitter.metrics import Publisher
-from openlineage_emitter.retry import BackendBusy, CallTimeout
-from openlineage_emitter.transport import use_synchronous_emission
 
 log = masked_logger(__name__)
 
 #: Seconds a timed-out child gets between SIGTERM and SIGKILL.
 KILL_GRACE_S = 0.5
+
+
+class ExtractionStuck(TimeoutError):
+    """An earlier extraction is still running past its timeout: the next one is skipped."""
 
 
 class Strategy(Protocol):
@@ -51,11 +54,22 @@ class ThreadStrategy:
     def __init__(self, execution_timeout_s: float, *, publisher: Publisher | None = None) -> None:
         self.execution_timeout_s = execution_timeout_s
         self._publisher = publisher
-        self._caller = TimedCaller(_call, max_abandoned=1, name="openlineage-extraction")
+        self._caller = TimedCaller(
+            _call, max_abandoned=1, name="openlineage-extraction", busy_error=ExtractionStuck
+        )
         self._warn = RateLimitedLog(log)
         self._lock = threading.Lock()
-        self.abandoned = 0
-        self.skipped = 0
+        self._given_up: Counter[str] = Counter()
+
+    @property
+    def abandoned(self) -> int:
+        """Extractions that overran ``execution_timeout_s`` and were left to finish alone."""
+        return self._given_up["abandoned"]
+
+    @property
+    def skipped(self) -> int:
+        """Callables not run because an abandoned extraction was still running."""
+        return self._given_up["skipped"]
 
     def run(self, fn: Callable[[], object], name: str) -> bool:
         raised: list[BaseException] = []
@@ -71,30 +85,20 @@ class ThreadStrategy:
 
         try:
             self._caller.call(guarded, self.execution_timeout_s, busy_wait_s=0)
-        except BackendBusy:
-            with self._lock:
-                self.skipped += 1
-            _count(self._publisher, "skipped_extractions")
-            self._warn.warn(
+        except ExtractionStuck:
+            return self._give_up(
                 "skipped",
-                "OpenLineage %s skipped: an earlier extraction is still running past "
-                "execution_timeout (%gs); check the extractor or raise execution_timeout",
                 name,
-                self.execution_timeout_s,
+                "skipped: an earlier extraction is still running past execution_timeout (%gs); "
+                "check the extractor or raise execution_timeout",
             )
-            return False
         except CallTimeout:
-            with self._lock:
-                self.abandoned += 1
-            _count(self._publisher, "abandoned_extractions")
-            self._warn.warn(
+            return self._give_up(
                 "abandoned",
-                "OpenLineage %s did not finish within execution_timeout (%gs); abandoned it "
-                "(its thread ends when it returns)",
                 name,
-                self.execution_timeout_s,
+                "did not finish within execution_timeout (%gs); abandoned it "
+                "(its thread ends when it returns)",
             )
-            return False
         except Exception:
             log.warning("OpenLineage %s failed", name, exc_info=True)
             return False
@@ -102,6 +106,14 @@ class ThreadStrategy:
             log.warning("OpenLineage %s failed", name, exc_info=raised[0])
             return False
         return True
+
+    def _give_up(self, kind: Literal["skipped", "abandoned"], name: str, what: str) -> bool:
+        """Count, publish and warn (rate-limited) about a callable that did not finish."""
+        with self._lock:
+            self._given_up[kind] += 1
+        _count(self._publisher, f"{kind}_extractions")
+        self._warn.warn(kind, f"OpenLineage %s {what}", name, self.execution_timeout_s)
+        return False
 
     def threads_alive(self) -> int:
         return self._caller.threads_alive()
@@ -132,6 +144,11 @@ class ForkStrategy:
     It refuses to fork a multi-threaded process (``fork()`` copies locks other threads
     hold: the child can deadlock on import, logging or SSL locks) and runs ``fallback``
     instead, warning once per process, unless ``force`` is set.
+
+    ``child_setup`` runs in the child before the callable. The child ends with
+    ``os._exit``: no worker thread will send what its callable queues, so whoever wires
+    the strategy makes the child's transports send synchronously there (e.g.
+    ``ThreadedTransport.emit_synchronously``); the strategy itself knows no transport.
     """
 
     name = "fork"
@@ -217,7 +234,6 @@ def _child(fn: Callable[[], object], name: str, setup: Callable[[], None] | None
         # child then lives until SIGKILL. Default handling makes SIGTERM end it at once.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        use_synchronous_emission()
         if setup is not None:
             setup()
         fn()
@@ -262,16 +278,27 @@ def _terminate_and_reap(pid: int) -> None:
             return
 
 
-def select_strategy(config: OpenLineageConfig, *, publisher: Publisher | None = None) -> Strategy:
+def select_strategy(
+    config: OpenLineageConfig,
+    *,
+    publisher: Publisher | None = None,
+    child_setup: Callable[[], None] | None = None,
+) -> Strategy:
     """``execute_in_thread`` (default True) selects the thread strategy, False the fork one.
 
     With a ``publisher``, abandoned/skipped extractions and fork fallbacks/kills are
-    counted as ``ol.emitter.*`` metrics.
+    counted as ``ol.emitter.*`` metrics. ``child_setup``: see :class:`ForkStrategy`.
     """
     thread = ThreadStrategy(config.execution_timeout_s, publisher=publisher)
     if config.execute_in_thread:
         return thread
-    return ForkStrategy(config.execution_timeout_s, thread, force=config.force_fork, publisher=publisher)
+    return ForkStrategy(
+        config.execution_timeout_s,
+        thread,
+        force=config.force_fork,
+        child_setup=child_setup,
+        publisher=publisher,
+    )
 
 
 def _count(publisher: Publisher | None, name: str) -> None:

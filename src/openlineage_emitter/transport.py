@@ -70,17 +70,54 @@ def _check_keys(where: str, given: Mapping[str, Any], allowed: set[str]) -> None
 
 
 @attrs.define
+class ProcessDefaults:
+    """What a ThreadedTransport that openlineage-python builds from a config dict takes
+    from the process it runs in.
+
+    Why process-wide at all: openlineage-python builds ``{"type":
+    "openlineage_emitter.ThreadedTransport", ...}`` as ``ThreadedTransport(
+    ThreadedTransportConfig.from_dict(params))``, and nothing but ``params`` reaches it.
+    In an Airflow process such a transport must spool where the process's own one does,
+    so the Airflow plugin says where, here, once, and ``from_dict`` is the one reader.
+    Everything else is given its default spool explicitly (``default_spool_dir``).
+    """
+
+    #: The spool of a transport whose ``emitter_spool_dir`` is unset; None: no spool.
+    spool_dir: str | None = None
+
+
+#: The one instance. The Airflow plugin sets ``spool_dir`` to ``$AIRFLOW_HOME/openlineage-spool``.
+PROCESS_DEFAULTS = ProcessDefaults()
+
+
+@attrs.define
 class ThreadedTransportConfig(Config):
     """``inner`` is the wrapped transport's own config dict; the rest tunes the emitter.
 
-    Keys not given default to the effective ``[openlineage] emitter_*`` values.
+    ``default_spool_dir``: where to spool when ``settings.spool_dir`` is unset (None: no
+    spool); ``emitter_spool_dir = off`` still turns it off.
     """
 
     inner: dict[str, Any] = attrs.field(repr=masked_repr)
     settings: EmitterSettings = attrs.field(factory=EmitterSettings)
+    default_spool_dir: str | None = None
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> ThreadedTransportConfig:
+        """openlineage-python's entry point: the transport's config dict, and nothing else.
+
+        So the keys ``params`` do not give come from this process: the effective
+        ``[openlineage] emitter_*`` values (``load_config()``: the environment, then
+        airflow.cfg, then the defaults) and its default spool (``PROCESS_DEFAULTS``).
+        :meth:`from_params` is the same with both given explicitly.
+        """
+        return cls.from_params(params, load_config().emitter, default_spool_dir=PROCESS_DEFAULTS.spool_dir)
+
+    @classmethod
+    def from_params(
+        cls, params: Mapping[str, Any], defaults: EmitterSettings, *, default_spool_dir: str | None = None
+    ) -> ThreadedTransportConfig:
+        """``params`` (``inner``, ``retry`` and the emitter keys) over ``defaults``; reads nothing else."""
         where = "transport"
         _check_keys(where, params, {"type", "inner", "retry", *_TOP_KEYS})
         inner = params.get("inner")
@@ -91,7 +128,7 @@ class ThreadedTransportConfig(Config):
                 'the wrapped transport\'s config, e.g. {"type": "http", "url": "..."}',
                 secret=True,
             )
-        base = load_config().emitter
+        base = defaults
         top: dict[str, Any] = {
             attr: parse(f"{where}.{key}", params[key])
             for key, (attr, parse) in _TOP_KEYS.items()
@@ -111,7 +148,7 @@ class ThreadedTransportConfig(Config):
         except ConfigError as err:  # name the key as the operator wrote it
             key = _AS_TRANSPORT_KEY.get(err.key, err.key)
             raise ConfigError(f"{where}.{key}", err.value, err.allowed) from None
-        return cls(inner=dict(inner), settings=settings)
+        return cls(inner=dict(inner), settings=settings, default_spool_dir=default_spool_dir)
 
 
 def inner_config(inner: Mapping[str, Any], settings: EmitterSettings) -> dict[str, Any]:
@@ -168,7 +205,8 @@ class ThreadedTransport(Transport):
         self.kind = self.inner.kind
         refuse_redirects(self.inner)  # also inside a composite/transform one, and when given built
         settings = config.settings
-        self.spool = _open_spool(settings)
+        self.spool = _open_spool(settings, config.default_spool_dir)
+        self._synchronous = False  # see emit_synchronously
         self._kafka = kafka_delivery(self.inner, settings)
         # Size control on the worker's side of the queue: ``emit`` stays enqueue-only.
         self._send: Callable[[Any], object] = SizedSend(
@@ -191,9 +229,16 @@ class ThreadedTransport(Transport):
         cls,
         inner: Mapping[str, Any],
         settings: EmitterSettings | None = None,
+        *,
+        default_spool_dir: str | None = None,
     ) -> ThreadedTransport:
-        """Build from an inner transport config dict and explicit settings."""
-        return cls(ThreadedTransportConfig(inner=dict(inner), settings=settings or load_config().emitter))
+        """Build from an inner transport config dict and settings (None: ``load_config().emitter``).
+
+        ``default_spool_dir``: the spool when ``settings.spool_dir`` is unset (None: none)."""
+        config = ThreadedTransportConfig(
+            inner=dict(inner), settings=settings or load_config().emitter, default_spool_dir=default_spool_dir
+        )
+        return cls(config)
 
     @classmethod
     def around(
@@ -203,6 +248,7 @@ class ThreadedTransport(Transport):
         *,
         metrics: Metrics | None = None,
         metric_tags: Mapping[str, str] | None = None,
+        default_spool_dir: str | None = None,
     ) -> ThreadedTransport:
         """Wrap an already built transport (e.g. the one an OpenLineage client made).
 
@@ -210,7 +256,8 @@ class ThreadedTransport(Transport):
         longer follows redirects (see ``_redirects``). With
         ``metrics`` (e.g. Airflow's ``Stats``) the emitter publishes ``ol.emitter.*``.
         A ``KafkaTransport``'s producer is rebuilt on first use with ThreadedTransport's
-        producer defaults (``kafka_producer_config``).
+        producer defaults (``kafka_producer_config``). ``settings`` and
+        ``default_spool_dir``: as for :meth:`wrap`.
         """
         if isinstance(inner, HttpTransport):
             inner.config.retry = dict(NO_HTTP_RETRY)  # the new session __init__ gives it mounts these
@@ -219,7 +266,9 @@ class ThreadedTransport(Transport):
             inner.kafka_config.config = kafka_producer_config(inner.kafka_config.config, given)
             inner.producer = None  # rebuilt by KafkaDelivery on first use
         config = ThreadedTransportConfig(
-            inner={"type": inner.kind or type(inner).__name__}, settings=settings or load_config().emitter
+            inner={"type": inner.kind or type(inner).__name__},
+            settings=settings or load_config().emitter,
+            default_spool_dir=default_spool_dir,
         )
         return cls(config, inner, metrics=metrics, metric_tags=metric_tags)
 
@@ -240,10 +289,17 @@ class ThreadedTransport(Transport):
 
     def emit(self, event: Any) -> None:
         """Queue the event; never blocks, never raises."""
-        if _synchronous:
+        if self._synchronous:
             _emit_now(self._send, event, self.threaded_config.settings)
             return
         self._emitter.submit(event)
+
+    def emit_synchronously(self) -> None:
+        """From now on ``emit`` calls the inner transport itself, with the retry policy.
+
+        For a forked child that ends with ``os._exit`` (the fork strategy's): no worker
+        would get to send what it queued. Its fork set-up calls this (``child_setup``)."""
+        self._synchronous = True
 
     def flush(self, timeout_s: float) -> bool:
         return self._emitter.flush(timeout_s)
@@ -297,22 +353,10 @@ def sender_for(inner: Transport, settings: EmitterSettings) -> Callable[[Any], o
     return kafka_delivery(inner, settings) or inner.emit
 
 
-#: Where ThreadedTransports of this process spool when ``spool_dir`` is unset (None: no
-#: spool). The Airflow plugin sets ``$AIRFLOW_HOME/openlineage-spool``; see _spool_location.
-_default_spool_dir: str | None = None
-
-
-def use_default_spool_dir(directory: str | None) -> None:
-    """Make ``directory`` the spool of every ThreadedTransport built later in this process
-    whose ``spool_dir`` is unset (``emitter_spool_dir = off`` still turns it off)."""
-    global _default_spool_dir  # noqa: PLW0603 - one default per process, by design
-    _default_spool_dir = directory
-
-
-def _open_spool(settings: EmitterSettings) -> Spool | None:
+def _open_spool(settings: EmitterSettings, default_dir: str | None) -> Spool | None:
     directory, default = settings.spool_dir, settings.spool_dir is None
     if default:
-        directory = _default_spool_dir
+        directory = default_dir
     if not directory or directory == SPOOL_OFF:
         return None
     try:
@@ -331,17 +375,6 @@ def _open_spool(settings: EmitterSettings) -> Spool | None:
             else "Fix the directory, or set [openlineage] emitter_spool_dir = off.",
         )
         return None
-
-
-_synchronous = False
-
-
-def use_synchronous_emission() -> None:
-    """From now on, in this process, ``ThreadedTransport.emit`` calls the inner transport
-    directly. For a forked child that ends with ``os._exit``: no worker would get to
-    send what it queued."""
-    global _synchronous  # noqa: PLW0603 - one switch per process, by design
-    _synchronous = True
 
 
 def _emit_now(send: Callable[[Any], object], event: Any, settings: EmitterSettings) -> None:

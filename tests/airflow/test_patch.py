@@ -30,8 +30,13 @@ from tests.conftest import make_event
 HOOK_MARK = "airflow_impl"  # what pluggy's HookimplMarker("airflow") sets on a hook method
 
 
-def make_provider(url: str) -> tuple[Any, Any]:
-    """Fresh listener and adapter classes shaped like the provider's (2.14 .. 2.20)."""
+def make_provider(url: str, *, threaded: bool = False) -> tuple[Any, Any]:
+    """Fresh listener and adapter classes shaped like the provider's (2.14 .. 2.20).
+
+    ``threaded``: the configured transport is a ThreadedTransport around the http one."""
+    transport: dict[str, Any] = {"type": "http", "url": url}
+    if threaded:
+        transport = {"type": "openlineage_emitter.ThreadedTransport", "inner": transport}
 
     class Adapter:
         def __init__(self, client: OpenLineageClient | None = None) -> None:
@@ -39,7 +44,7 @@ def make_provider(url: str) -> tuple[Any, Any]:
 
         def get_or_create_openlineage_client(self) -> OpenLineageClient:
             if self._client is None:
-                self._client = OpenLineageClient(config={"transport": {"type": "http", "url": url}})
+                self._client = OpenLineageClient(config={"transport": transport})
             return self._client
 
         @property
@@ -101,9 +106,9 @@ def configure(**kwargs: Any) -> process.Process:
     return process.configure(OpenLineageConfig(execution_timeout_s=2.0, emitter=settings, **kwargs))
 
 
-def patched(url: str, **config: Any) -> tuple[Any, Any]:
+def patched(url: str, *, threaded: bool = False, **config: Any) -> tuple[Any, Any]:
     configure(**config)
-    listener_cls, adapter_cls = make_provider(url)
+    listener_cls, adapter_cls = make_provider(url, threaded=threaded)
     assert patch.missing(listener_cls, adapter_cls) == []
     assert patch.patch(listener_cls, adapter_cls) is True
     return listener_cls(), adapter_cls
@@ -172,6 +177,40 @@ def test_every_client_in_the_process_shares_one_threaded_transport(fresh_process
     assert isinstance(first, ThreadedTransport)
     assert second is first
     assert first.inner.config.retry["total"] == 0  # one retry layer: the emitter's
+
+
+def test_clients_configured_with_a_threaded_transport_share_the_first_one(fresh_process: None) -> None:
+    """Its exit budget and fork-child set-up are then the process's, as for any other."""
+    _, adapter_cls = patched("http://127.0.0.1:9", threaded=True)
+
+    first = adapter_cls().get_or_create_openlineage_client().transport
+    second = adapter_cls().get_or_create_openlineage_client().transport
+
+    assert isinstance(first, ThreadedTransport)
+    assert first is process.current().transport
+    assert second is first
+
+
+@pytest.mark.parametrize("built", ["before the fork", "in the child"])
+def test_the_fork_strategys_child_set_up_makes_the_process_transport_send_at_once(
+    fresh_process: None, collector: Collector, built: str
+) -> None:
+    """A fork-strategy child ends with os._exit: what it emits is sent, not queued."""
+    _, adapter_cls = patched(collector.url, execute_in_thread=False)
+    adapter = adapter_cls()
+    if built == "before the fork":
+        adapter.get_or_create_openlineage_client()
+    strategy = process.current().task_strategy()
+    assert isinstance(strategy, ForkStrategy)
+    assert strategy.child_setup is not None
+
+    strategy.child_setup()  # what the child runs first (no fork needed to see its effect)
+    adapter.emit("from-child")
+
+    assert [e["job"]["name"] for e in collector.events] == ["from-child"]  # before emit returned
+    transport = adapter.get_or_create_openlineage_client().transport
+    assert isinstance(transport, ThreadedTransport)
+    assert transport.stats().submitted == 0  # the queue was never used
 
 
 def test_an_adapter_given_its_own_client_keeps_sending_to_that_clients_backend(

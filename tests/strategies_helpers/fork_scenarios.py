@@ -327,14 +327,15 @@ def scenario_field_reproduction(_arg: str) -> None:
 
 
 def scenario_sync_emission(url: str) -> None:
-    """A ThreadedTransport built before the fork; the child emits through it, then os._exit."""
+    """A ThreadedTransport built before the fork; the child (set up to send synchronously,
+    as the Airflow plugin's fork strategy is) emits through it, then os._exit."""
     from openlineage_emitter import EmitterSettings, ThreadedTransport
     from tests.conftest import make_event
 
     transport = ThreadedTransport.wrap({"type": "http", "url": url}, EmitterSettings(call_timeout_s=5.0))
     threads = threading.active_count()
     probe = Probe()
-    strategy = fork_strategy(10.0)
+    strategy = ForkStrategy(10.0, ThreadStrategy(10.0), child_setup=transport.emit_synchronously)
 
     def fn() -> None:
         probe.say_pid()

@@ -40,7 +40,6 @@ from typing import Any
 
 from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter.airflow import process, tasklog
-from openlineage_emitter.transport import ThreadedTransport
 
 log = masked_logger(__name__)
 
@@ -161,12 +160,10 @@ def _patch_adapter(cls: Any) -> None:
             return client
         try:
             transport = getattr(client, "transport", None)
-            # A noop transport is how the client says "disabled": keep its short cut.
-            if (
-                transport is not None
-                and getattr(transport, "kind", None) != "noop"
-                and not isinstance(transport, ThreadedTransport)
-            ):
+            # A noop transport is how the client says "disabled": keep its short cut. A
+            # configured ThreadedTransport goes there too: the first one becomes the
+            # process's (its exit budget, its fork-child set-up), later ones are replaced.
+            if transport is not None and getattr(transport, "kind", None) != "noop":
                 client.transport = process.current().shared_transport(transport)
         except Exception:
             log.warning(

@@ -21,6 +21,8 @@ Metrics: the transport and the strategies publish ``ol.emitter.*`` to Airflow's 
 Fork safety: a forked child (a fork-strategy child, a LocalExecutor worker, a task runner
 forked by its supervisor) gets fresh strategies, executor, budget and role; the threads
 the parent's ones used do not exist in it. The ``ThreadedTransport`` re-initialises itself.
+A fork-strategy child ends with ``os._exit``, so its set-up (``_in_fork_child``) makes the
+process's transport send synchronously there.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from openlineage_emitter.airflow.metrics import Role, airflow_stats
 from openlineage_emitter.config import OpenLineageConfig
 from openlineage_emitter.metrics import Metrics, Publisher
 from openlineage_emitter.strategies import Strategy, ThreadStrategy, select_strategy
-from openlineage_emitter.transport import ThreadedTransport, use_default_spool_dir
+from openlineage_emitter.transport import PROCESS_DEFAULTS, ThreadedTransport
 
 log = masked_logger(__name__)
 
@@ -50,6 +52,8 @@ class Process:
     def __init__(self, config: OpenLineageConfig) -> None:
         self.config = config
         self.transport: ThreadedTransport | None = None
+        #: In a fork-strategy child: the transport sends synchronously (see _in_fork_child).
+        self.synchronous = False
         self._metrics: Metrics | None = None
         self._metrics_resolved = False
         self._reset()
@@ -115,7 +119,10 @@ class Process:
                         self.config.emitter,
                         metrics=self.metrics(),
                         metric_tags={"component": self.component()},
+                        default_spool_dir=airflow_default_spool_dir(os.environ),
                     )
+                if self.synchronous:
+                    self.transport.emit_synchronously()
                 # Registered after the emitter's own atexit close, so it runs first (LIFO)
                 # and the emitter's close then finds nothing left to wait for.
                 atexit.register(_close_at_exit)
@@ -141,7 +148,7 @@ class Process:
             if self._task is not None:
                 return
             publisher = self._publisher()
-            task = select_strategy(self.config, publisher=publisher)
+            task = select_strategy(self.config, publisher=publisher, child_setup=self._in_fork_child)
             fallback = getattr(task, "fallback", task)
             # One thread strategy per process: its one extraction thread is shared.
             thread = (
@@ -150,6 +157,14 @@ class Process:
                 else ThreadStrategy(self.config.execution_timeout_s, publisher=publisher)
             )
             self._task, self._thread = task, thread
+
+    def _in_fork_child(self) -> None:
+        """The fork strategy's child set-up: the child ends with ``os._exit``, so no worker
+        would send what it queues; its transport (also one built later in it) sends at once."""
+        with self._lock:
+            self.synchronous = True
+            if self.transport is not None:
+                self.transport.emit_synchronously()
 
     # -- exit --------------------------------------------------------------------------
 
@@ -212,9 +227,11 @@ def configure(config: OpenLineageConfig) -> Process:
 
 def use_airflow_default_spool() -> None:
     """Zero loss by default: in an Airflow process an unset ``emitter_spool_dir`` means
-    ``$AIRFLOW_HOME/openlineage-spool``, for every ThreadedTransport built in it, also one
-    configured as ``transport`` (see _spool_location). The plugin calls it on attaching."""
-    use_default_spool_dir(airflow_default_spool_dir(os.environ))
+    ``$AIRFLOW_HOME/openlineage-spool`` (see _spool_location). The process's own transport
+    is given it when built (``shared_transport``); this makes it the default of one that
+    openlineage-python builds from a ``transport`` config naming ThreadedTransport
+    (``transport.PROCESS_DEFAULTS``). The plugin calls it on attaching."""
+    PROCESS_DEFAULTS.spool_dir = airflow_default_spool_dir(os.environ)
 
 
 def current() -> Process:

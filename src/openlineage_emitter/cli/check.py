@@ -193,8 +193,7 @@ def _plugin_state(loaded: LoadedConfig) -> str:
 
 
 def _send(console: Console, send: Callable[[Any], object], timeout_s: float) -> None:
-    from openlineage_emitter._caller import TimedCaller
-    from openlineage_emitter.retry import CallTimeout
+    from openlineage_emitter._caller import CallTimeout, TimedCaller
 
     caller = TimedCaller(send, max_abandoned=1, name="openlineage-emitter-check")
     start = time.perf_counter()

@@ -52,7 +52,8 @@ def main(strategy_name: str, url: str, tasks: int, spool_dir: str) -> dict[str, 
         execute_in_thread=strategy_name == "thread", execution_timeout_s=EXECUTION_TIMEOUT_S, emitter=settings
     )
     transport = ThreadedTransport.wrap({"type": "http", "url": url}, settings)
-    strategy = select_strategy(config)
+    # A fork child ends with os._exit: it sends what it emits itself (no worker would).
+    strategy = select_strategy(config, child_setup=transport.emit_synchronously)
     per_task_s: list[float] = []
     peak = {"emitter": 0, "extraction": 0}
 
