@@ -136,10 +136,7 @@ def run(opts: Options) -> Table:
     )
     single = _cli_row("replay, one event per request", opts.pick(full=1_000, quick=200), batch=False)
     batch = _cli_row("replay, batch endpoint", opts.pick(full=SPOOLED, quick=2_000), batch=True)
-    background = _background_row(
-        "background replay, batch endpoint", opts.pick(full=SPOOLED, quick=2_000), timeout_s=120
-    )
-    for row in (single, batch, background):
+    for row in (single, batch):
         row["speedup"] = row["ev_per_s"] / single["ev_per_s"] if single["ev_per_s"] else None
         table.rows.append(row)
     table.notes.append(

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -750,7 +750,9 @@ CORRUPT = {
 
 
 @pytest.mark.parametrize("content", list(CORRUPT.values()), ids=list(CORRUPT))
-def test_a_corrupt_batch_is_quarantined_and_replay_goes_on_to_the_next(spool_dir: Path, content: bytes) -> None:
+def test_a_corrupt_batch_is_quarantined_and_replay_goes_on_to_the_next(
+    spool_dir: Path, content: bytes
+) -> None:
     spool = Spool(spool_dir, BIG)
     backlog = SpoolBacklog(spool)
     corrupt = hand_made(spool_dir, content, count=2)
@@ -758,7 +760,11 @@ def test_a_corrupt_batch_is_quarantined_and_replay_goes_on_to_the_next(spool_dir
     spool.write([record(good)])
     sent: list[Any] = []
 
-    drained = backlog.replay(lambda events: sent.extend(events) or [None] * len(events), 1, lambda: False)
+    def deliver(events: Sequence[Any]) -> list[object]:
+        sent.extend(events)
+        return [None] * len(events)
+
+    drained = backlog.replay(deliver, 1, lambda: False)
     assert (drained.batches, drained.delivered, drained.set_aside) == (1, 1, 2)
     assert run_ids(sent) == [good.run.runId]
     assert (spool_dir / "quarantine" / corrupt.name).read_bytes() == content
