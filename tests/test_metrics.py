@@ -21,19 +21,11 @@ class Recorder:
         self.lock = threading.Lock()
         self.sent: list[tuple[str, str, float, dict[str, str]]] = []
 
-    def incr(self, stat: str, count: int = 1, rate: float = 1, *, tags: dict[str, str] | None = None) -> None:
+    def incr(self, stat: str, count: int = 1, *, tags: dict[str, str] | None = None) -> None:
         with self.lock:
             self.sent.append(("incr", stat, count, dict(tags or {})))
 
-    def gauge(
-        self,
-        stat: str,
-        value: float,
-        rate: float = 1,
-        delta: bool = False,
-        *,
-        tags: dict[str, str] | None = None,
-    ) -> None:
+    def gauge(self, stat: str, value: float, *, tags: dict[str, str] | None = None) -> None:
         with self.lock:
             self.sent.append(("gauge", stat, value, dict(tags or {})))
 
@@ -55,7 +47,7 @@ class Recorder:
 
 
 class Exploding(Recorder):
-    def incr(self, stat: str, count: int = 1, rate: float = 1, *, tags: dict[str, str] | None = None) -> None:
+    def incr(self, stat: str, count: int = 1, *, tags: dict[str, str] | None = None) -> None:
         raise OSError("statsd is down")
 
 

@@ -1,8 +1,9 @@
 """The durable spool: the Spool itself, the emitter's backlog on it, and ThreadedTransport
 spilling to it and replaying from it against a real loopback collector.
 
-Tests marked ``xfail(strict=True)`` state the intended behaviour where the code does not
-meet it yet; each names the bug. They turn into failures (XPASS) once it is fixed.
+In order: the Spool's writing, size bound, claims, durable replay progress, claim owners
+and leases; SpoolBacklog and corrupt batches; ThreadedTransport spilling, replay order
+and stats; and, with real processes, spooling and replaying across a kill.
 """
 
 from __future__ import annotations

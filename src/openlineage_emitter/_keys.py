@@ -1,7 +1,9 @@
 """The config keys, derived from the settings classes: each setting is declared once.
 
-A setting is an attrs field whose metadata names its ``[openlineage]`` key
-(``metadata={"key": "emitter_queue_size"}``). Everything else is derived from the field:
+A setting is an attrs field whose metadata names its ``[openlineage]`` key, declared with
+:func:`setting` (``setting("emitter_queue_size", 10_000, v.at_least(1))``, which is
+``attrs.field(..., metadata={"key": "emitter_queue_size"})``). Everything else is derived
+from the field:
 
 - how its text is parsed: from the field's type (``metadata["parse"]`` overrides it);
 - its ``ThreadedTransport`` key (settings of ``EmitterSettings`` only): the attribute name
@@ -27,6 +29,28 @@ from openlineage_emitter import _validators as v
 Parse = Callable[[str, object], Any]
 
 SECTION = "openlineage"
+
+
+def setting(
+    key: str,
+    default: Any,
+    validator: Any = None,
+    *,
+    parse: Parse | None = None,
+    secret: bool = False,
+    show: Any = True,
+) -> Any:
+    """An attrs field that is the ``[openlineage]`` setting ``key``; its one declaration.
+
+    ``parse``: how its text is parsed, when its type does not say (see :func:`keys_of`);
+    ``secret``: its value is never shown; ``show``: the field's ``repr``.
+    """
+    metadata: dict[str, Any] = {"key": key}
+    if parse is not None:
+        metadata["parse"] = parse
+    if secret:
+        metadata["secret"] = True
+    return attrs.field(default=default, validator=validator, repr=show, metadata=metadata)
 
 
 @attrs.frozen

@@ -1,7 +1,8 @@
 """Where a process spools, and why: a configured directory, the Airflow default, or none.
 
 Inside Airflow processes the spool is on by default, in ``$AIRFLOW_HOME/openlineage-spool``
-(the Airflow plugin makes it the process default, see ``transport.use_default_spool_dir``),
+(the Airflow plugin gives it to the transports it builds, and makes it the default of one
+openlineage-python builds from config: ``transport.PROCESS_DEFAULTS``),
 so a dead backend costs no events. ``emitter_spool_dir = off`` turns it off. Outside
 Airflow an unset ``emitter_spool_dir`` means no spool. The CLI (``check``, ``replay``)
 runs on Airflow hosts, so it looks where the Airflow processes there spool.

@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 
 from openlineage_emitter import _validators as v
-from openlineage_emitter._keys import SECTION, Key, keys_of
+from openlineage_emitter._keys import SECTION, Key, keys_of, setting
 from openlineage_emitter._secrets import masked_repr
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.retry import RetryPolicy
@@ -35,20 +35,12 @@ from openlineage_emitter.settings import EmitterSettings
 class OpenLineageConfig:
     """The ``[openlineage]`` keys this package reads; durations in seconds."""
 
-    execute_in_thread: bool = attrs.field(
-        default=True, validator=v.is_bool, metadata={"key": "execute_in_thread"}
-    )
-    execution_timeout_s: float = attrs.field(
-        default=10.0, validator=v.seconds(), metadata={"key": "execution_timeout"}
-    )
-    disabled: bool = attrs.field(default=False, validator=v.is_bool, metadata={"key": "disabled"})
-    force_fork: bool = attrs.field(default=False, validator=v.is_bool, metadata={"key": "emitter_force_fork"})
-    plugin_enabled: bool = attrs.field(
-        default=True, validator=v.is_bool, metadata={"key": "emitter_plugin_enabled"}
-    )
-    transport: Mapping[str, Any] | None = attrs.field(
-        default=None, repr=masked_repr, metadata={"key": "transport", "secret": True}
-    )
+    execute_in_thread: bool = setting("execute_in_thread", True, v.is_bool)
+    execution_timeout_s: float = setting("execution_timeout", 10.0, v.seconds())
+    disabled: bool = setting("disabled", False, v.is_bool)
+    force_fork: bool = setting("emitter_force_fork", False, v.is_bool)
+    plugin_enabled: bool = setting("emitter_plugin_enabled", True, v.is_bool)
+    transport: Mapping[str, Any] | None = setting("transport", None, secret=True, show=masked_repr)
     emitter: EmitterSettings = attrs.field(factory=EmitterSettings)
 
 

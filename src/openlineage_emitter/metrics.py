@@ -39,21 +39,12 @@ BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 
 class Metrics(Protocol):
-    """The subset of a StatsD-style client this package uses (Airflow's ``Stats`` fits)."""
+    """The subset of a StatsD-style client this package uses (Airflow's ``Stats`` fits: its
+    further parameters, ``rate`` and ``delta``, keep their defaults)."""
 
-    def incr(
-        self, stat: str, count: int = 1, rate: float = 1, *, tags: dict[str, str] | None = None
-    ) -> None: ...
+    def incr(self, stat: str, count: int = 1, *, tags: dict[str, str] | None = None) -> None: ...
 
-    def gauge(
-        self,
-        stat: str,
-        value: float,
-        rate: float = 1,
-        delta: bool = False,
-        *,
-        tags: dict[str, str] | None = None,
-    ) -> None: ...
+    def gauge(self, stat: str, value: float, *, tags: dict[str, str] | None = None) -> None: ...
 
     def timing(self, stat: str, dt: float, *, tags: dict[str, str] | None = None) -> None: ...
 

@@ -16,6 +16,7 @@ import tenacity
 
 from openlineage_emitter import _validators as v
 from openlineage_emitter._caller import BackendBusy, CallTimeout
+from openlineage_emitter._keys import setting
 from openlineage_emitter.errors import ConfigError
 
 #: HTTP statuses that say "try again later" rather than "this event is wrong".
@@ -80,36 +81,24 @@ class Verdict:
     dropped_as: str = "non_retryable"
 
 
+def _max_not_below_initial(policy: RetryPolicy, attribute: attrs.Attribute[float], value: float) -> None:
+    if value < policy.initial_backoff_s:
+        raise ConfigError(
+            v.key_of(attribute),
+            value,
+            f"a number of seconds >= emitter_retry_initial_backoff ({policy.initial_backoff_s:g})",
+        )
+
+
 @attrs.frozen
 class RetryPolicy:
     """Tenacity retry settings for one event; all durations in seconds."""
 
-    attempts: int = attrs.field(
-        default=5,
-        validator=v.at_least(1, what="an integer"),
-        metadata={"key": "emitter_retry_attempts"},
-    )
-    initial_backoff_s: float = attrs.field(
-        default=0.5, validator=v.seconds(), metadata={"key": "emitter_retry_initial_backoff"}
-    )
-    max_backoff_s: float = attrs.field(
-        default=10.0, validator=v.seconds(), metadata={"key": "emitter_retry_max_backoff"}
-    )
-    deadline_s: float = attrs.field(
-        default=30.0, validator=v.seconds(), metadata={"key": "emitter_retry_deadline"}
-    )
-    retry_after_max_s: float = attrs.field(
-        default=30.0, validator=v.seconds(zero_ok=True), metadata={"key": "emitter_retry_after_max"}
-    )
-
-    @max_backoff_s.validator
-    def _max_not_below_initial(self, attribute: attrs.Attribute[float], value: float) -> None:
-        if value < self.initial_backoff_s:
-            raise ConfigError(
-                v.key_of(attribute),
-                value,
-                f"a number of seconds >= emitter_retry_initial_backoff ({self.initial_backoff_s:g})",
-            )
+    attempts: int = setting("emitter_retry_attempts", 5, v.at_least(1, what="an integer"))
+    initial_backoff_s: float = setting("emitter_retry_initial_backoff", 0.5, v.seconds())
+    max_backoff_s: float = setting("emitter_retry_max_backoff", 10.0, [v.seconds(), _max_not_below_initial])
+    deadline_s: float = setting("emitter_retry_deadline", 30.0, v.seconds())
+    retry_after_max_s: float = setting("emitter_retry_after_max", 30.0, v.seconds(zero_ok=True))
 
     def backoff(self) -> tenacity.wait.wait_base:
         """Exponential backoff with jitter, capped at ``max_backoff_s``."""

@@ -7,6 +7,7 @@ import enum
 import attrs
 
 from openlineage_emitter import _validators as v
+from openlineage_emitter._keys import setting
 from openlineage_emitter.retry import RetryPolicy
 
 
@@ -44,62 +45,45 @@ MAX_ABANDONED_CALLS = 2
 class EmitterSettings:
     """Queue, timeout, retry, breaker and shutdown settings; durations in seconds."""
 
-    queue_size: int = attrs.field(
-        default=10_000,
-        validator=v.at_least(1, what="an integer"),
-        metadata={"key": "emitter_queue_size"},
+    queue_size: int = setting("emitter_queue_size", 10_000, v.at_least(1, what="an integer"))
+    overflow: Overflow = setting(  # noqa: RUF009 - setting() is attrs.field(), not a shared default
+        "emitter_overflow", Overflow.DROP_NEWEST, v.member_of(Overflow)
     )
-    overflow: Overflow = attrs.field(
-        default=Overflow.DROP_NEWEST,
-        validator=v.member_of(Overflow),
-        metadata={"key": "emitter_overflow"},
-    )
-    call_timeout_s: float = attrs.field(
-        default=5.0, validator=v.seconds(), metadata={"key": "emitter_call_timeout"}
-    )
+    call_timeout_s: float = setting("emitter_call_timeout", 5.0, v.seconds())
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
-    breaker_threshold: int = attrs.field(
-        default=5,
-        validator=v.at_least(0, what="an integer (0 disables the breaker)"),
-        metadata={"key": "emitter_breaker_threshold"},
+    breaker_threshold: int = setting(
+        "emitter_breaker_threshold", 5, v.at_least(0, what="an integer (0 disables the breaker)")
     )
-    breaker_cooldown_s: float = attrs.field(
-        default=30.0, validator=v.seconds(), metadata={"key": "emitter_breaker_cooldown"}
-    )
-    shutdown_timeout_s: float = attrs.field(
-        default=5.0, validator=v.seconds(zero_ok=True), metadata={"key": "emitter_shutdown_timeout"}
-    )
+    breaker_cooldown_s: float = setting("emitter_breaker_cooldown", 30.0, v.seconds())
+    shutdown_timeout_s: float = setting("emitter_shutdown_timeout", 5.0, v.seconds(zero_ok=True))
     #: Where undeliverable events are spilled: a directory, ``SPOOL_OFF``, or None (unset:
-    #: the process default, see ``transport.use_default_spool_dir``; none outside Airflow).
-    spool_dir: str | None = attrs.field(
-        default=None,
-        validator=attrs.validators.optional(attrs.validators.instance_of(str)),
-        metadata={"key": "emitter_spool_dir", "parse": _parse_spool_dir},
+    #: the default spool the transport is given, see ``ThreadedTransportConfig``; in Airflow
+    #: processes ``$AIRFLOW_HOME/openlineage-spool``, none outside Airflow).
+    spool_dir: str | None = setting(
+        "emitter_spool_dir",
+        None,
+        attrs.validators.optional(attrs.validators.instance_of(str)),
+        parse=_parse_spool_dir,
     )
-    spool_max_bytes: int = attrs.field(
-        default=100 * 1024 * 1024,
-        validator=v.at_least(1, what="an integer number of bytes"),
-        metadata={"key": "emitter_spool_max_bytes"},
+    spool_max_bytes: int = setting(
+        "emitter_spool_max_bytes", 100 * 1024 * 1024, v.at_least(1, what="an integer number of bytes")
     )
     #: Byte budget per event (its JSON); over it, facets are shed (see ``_size``). 0: none.
-    max_event_bytes: int = attrs.field(
-        default=0,
-        validator=v.at_least(0, what="an integer number of bytes (0: no budget)"),
-        metadata={"key": "emitter_max_event_bytes"},
+    max_event_bytes: int = setting(
+        "emitter_max_event_bytes", 0, v.at_least(0, what="an integer number of bytes (0: no budget)")
     )
     #: http backends: deliver many events per request through the spec's batch endpoint
     #: (``POST <endpoint>/batch``; see ``_http_batch``); off: one request per event.
-    http_batch: bool = attrs.field(default=False, validator=v.is_bool, metadata={"key": "emitter_http_batch"})
+    http_batch: bool = setting("emitter_http_batch", False, v.is_bool)
     #: The most bytes of event JSON one batch request carries (before any gzip); a batch
     #: that would be larger is split, and an event larger than this alone goes alone.
-    http_batch_max_bytes: int = attrs.field(
-        default=1024 * 1024,
-        validator=v.at_least(1, what="an integer number of bytes"),
-        metadata={"key": "emitter_http_batch_max_bytes"},
+    http_batch_max_bytes: int = setting(
+        "emitter_http_batch_max_bytes", 1024 * 1024, v.at_least(1, what="an integer number of bytes")
     )
     #: The batch endpoint's path (or URL), when it is not the event endpoint + ``/batch``.
-    http_batch_endpoint: str | None = attrs.field(
-        default=None,
-        validator=attrs.validators.optional(attrs.validators.instance_of(str)),
-        metadata={"key": "emitter_http_batch_endpoint", "parse": _parse_optional_text},
+    http_batch_endpoint: str | None = setting(
+        "emitter_http_batch_endpoint",
+        None,
+        attrs.validators.optional(attrs.validators.instance_of(str)),
+        parse=_parse_optional_text,
     )

@@ -85,45 +85,41 @@ def _percentile(ordered: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-class Counters:
-    """Mutable counters; the caller holds the emitter's lock while touching them."""
+#: Deliveries the latency percentiles are computed over (the most recent ones).
+LATENCY_WINDOW = 2048
 
-    def __init__(self, latency_window: int = 2048) -> None:
-        self.submitted = 0
-        self.delivered = 0
-        self.retried = 0
-        self.failed = 0
-        self.abandoned_calls = 0
-        self.spooled = 0
-        self.replayed = 0
-        self.quarantined = 0
-        self.spool_evicted = 0
-        self.late_delivered = 0
-        self.dropped = dict.fromkeys(DROP_REASONS, 0)
-        self.truncated = dict.fromkeys(TRUNCATE_REASONS, 0)
-        self.latencies_s: deque[float] = deque(maxlen=latency_window)
+
+@attrs.define
+class Counters:
+    """Mutable counters; the caller holds the emitter's lock while touching them.
+
+    Named as the :class:`EmitterStats` fields they become (``snapshot``)."""
+
+    submitted: int = 0
+    delivered: int = 0
+    retried: int = 0
+    failed: int = 0
+    abandoned_calls: int = 0
+    spooled: int = 0
+    replayed: int = 0
+    quarantined: int = 0
+    spool_evicted: int = 0
+    late_delivered: int = 0
+    dropped: dict[str, int] = attrs.Factory(lambda: dict.fromkeys(DROP_REASONS, 0))
+    truncated: dict[str, int] = attrs.Factory(lambda: dict.fromkeys(TRUNCATE_REASONS, 0))
+    latencies_s: deque[float] = attrs.field(factory=lambda: deque(maxlen=LATENCY_WINDOW), eq=False)
 
     def snapshot(
         self, *, queue_depth: int, in_flight: int, threads_alive: int, breaker_state: str
     ) -> EmitterStats:
         ordered = sorted(self.latencies_s)
+        counts = attrs.asdict(self, recurse=False, filter=lambda field, _: field.name != "latencies_s")
         return EmitterStats(
-            submitted=self.submitted,
-            delivered=self.delivered,
-            retried=self.retried,
-            failed=self.failed,
-            dropped=self.dropped,
+            **counts,
             queue_depth=queue_depth,
             in_flight=in_flight,
-            abandoned_calls=self.abandoned_calls,
             threads_alive=threads_alive,
             breaker_state=breaker_state,
-            spooled=self.spooled,
-            replayed=self.replayed,
-            quarantined=self.quarantined,
-            spool_evicted=self.spool_evicted,
-            late_delivered=self.late_delivered,
-            truncated=self.truncated,
             latency_p50_s=_percentile(ordered, 0.50),
             latency_p99_s=_percentile(ordered, 0.99),
         )

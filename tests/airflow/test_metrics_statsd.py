@@ -7,7 +7,7 @@ to see the component tag on the wire. The metric names checked are the ones
 docs/metrics.md documents.
 
 Also here, without a StatsD listener: how a process finds out which component it is
-(``openlineage_emitter.airflow.metrics.Role``) and which of Airflow's ``Stats`` it
+(``openlineage_emitter.airflow.role.Role``) and which of Airflow's ``Stats`` it
 publishes to.
 """
 
@@ -29,6 +29,7 @@ import attrs
 import pytest
 
 from openlineage_emitter.airflow import metrics as af_metrics
+from openlineage_emitter.airflow import role as af_role
 from openlineage_emitter.collector import Collector
 from tests.airflow.conftest import AIRFLOW, TASK_STATES, AirflowHome, dags_test
 from tests.conftest import wait_until
@@ -372,7 +373,7 @@ def test_the_task_runner_marker_makes_the_process_a_task_runner(
     ],
 )
 def test_component_from_the_airflow_command_line(argv: list[str], component: str | None) -> None:
-    assert af_metrics.component_from_argv(argv) == component
+    assert af_role.component_from_argv(argv) == component
 
 
 class TaskRunnerMarker:
@@ -386,22 +387,22 @@ class FakeJob:
 
 def test_role_order_dags_test_then_task_runner_then_job_then_argv_then_hints() -> None:
     # A task runner forked from a scheduler's executor inherits the scheduler's argv.
-    role = af_metrics.Role(["/venv/bin/airflow", "scheduler"])
+    role = af_role.Role(["/venv/bin/airflow", "scheduler"])
     assert role.component() == "scheduler"
     role.observe(TaskRunnerMarker())
     assert role.component() == "task_runner"
     # `dags test` runs task-runner hooks but stays dags_test.
-    role = af_metrics.Role(["/venv/bin/airflow", "dags", "test", "d"])
+    role = af_role.Role(["/venv/bin/airflow", "dags", "test", "d"])
     role.observe(TaskRunnerMarker())
     assert role.component() == "dags_test"
     # A Job announces itself before its runner sets job_type: read when asked.
-    role = af_metrics.Role(["python", "-c"])
+    role = af_role.Role(["python", "-c"])
     job = FakeJob()
     role.observe(job)
     assert role.component() == "unknown"
     job.job_type = "TriggererJob"
     assert role.component() == "triggerer"
-    role = af_metrics.Role(["python", "-c"])
+    role = af_role.Role(["python", "-c"])
     role.manual_state_change = True
     assert role.component() == "api_server"
 

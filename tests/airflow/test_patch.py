@@ -239,7 +239,7 @@ def test_the_exit_budget_bounds_before_stopping_and_exit_together(fresh_process:
         for _ in range(5):
             listener._execute(lambda: listener.adapter.emit("task"), "on_success", use_fork=True)
         state = process.current()
-        budget_s = state.exit_budget_s()
+        budget_s = state.exit_budget.total_s()
         assert budget_s == 2.0  # a task runner: execution_timeout (< emitter_shutdown_timeout)
 
         started = time.monotonic()
@@ -254,12 +254,12 @@ def test_the_exit_budget_bounds_before_stopping_and_exit_together(fresh_process:
 def test_a_forked_child_gets_fresh_strategies_and_budget(fresh_process: None) -> None:
     state = configure()
     strategy = state.thread_strategy()
-    state.exit_spent_s = 1.0
+    state.exit_budget.spent_s = 1.0
 
     process._after_fork_in_child()
 
     assert state.thread_strategy() is not strategy
-    assert state.exit_spent_s == 0.0
+    assert state.exit_budget.spent_s == 0.0
     assert isinstance(state.thread_strategy(), ThreadStrategy)
 
 
@@ -345,7 +345,7 @@ def test_before_stopping_warns_of_events_it_could_not_deliver_in_time(
 ) -> None:
     listener, _ = patched(hung_collector.url)
     listener._execute(lambda: listener.adapter.emit("a"), "on_success", use_fork=True)
-    process.current().exit_spent_s = process.current().exit_budget_s()  # nothing left to wait
+    process.current().exit_budget.spent_s = process.current().exit_budget.total_s()  # nothing left to wait
     caplog.set_level(logging.INFO, logger="openlineage_emitter")
 
     listener.before_stopping(object())

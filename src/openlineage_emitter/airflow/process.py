@@ -1,22 +1,18 @@
 """What exists once per process: the config, the one ``ThreadedTransport``, the strategies,
-the in-process executor and the exit budget.
+the in-process executor, the role and the exit budget.
 
 Every OpenLineage client the provider builds in this process (the listener's adapter, and
 the per-process adapters newer providers build for pooled paths) emits through the same
 ``ThreadedTransport``: one queue, one worker thread, one bounded flush at exit.
 
-Exit budget: all the waiting this package adds to a process's end — the flush in
-``before_stopping`` (which a ``dags test`` process calls after every task) plus the close
-at interpreter exit — shares one budget: ``execution_timeout`` (capped by
-``emitter_shutdown_timeout``) in a task runner, ``emitter_shutdown_timeout`` in a
-scheduler or API server. A hung backend therefore delays a process's exit by at most
-that, however many events it emitted.
+Exit budget: the flush in ``before_stopping`` and the close at interpreter exit share
+one budget (``exit_budget``), the task's in a task runner (``role``).
 
 Spool: on by default here, in ``$AIRFLOW_HOME/openlineage-spool`` (``use_airflow_default_spool``), unless
 ``emitter_spool_dir`` names another directory or ``off``.
 
 Metrics: the transport and the strategies publish ``ol.emitter.*`` to Airflow's own
-``Stats`` (``metrics.AirflowStats``), tagged with this process's component (``Role``).
+``Stats`` (``metrics.AirflowStats``), tagged with this process's component (``role.Role``).
 
 Fork safety: a forked child (a fork-strategy child, a LocalExecutor worker, a task runner
 forked by its supervisor) gets fresh strategies, executor, budget and role; the threads
@@ -30,14 +26,14 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter._spool_location import airflow_default_spool_dir
+from openlineage_emitter.airflow.exit_budget import ExitBudget
 from openlineage_emitter.airflow.inprocess import InProcessExecutor
-from openlineage_emitter.airflow.metrics import Role, airflow_stats
+from openlineage_emitter.airflow.metrics import airflow_stats
+from openlineage_emitter.airflow.role import Role
 from openlineage_emitter.config import OpenLineageConfig
 from openlineage_emitter.metrics import Metrics, Publisher
 from openlineage_emitter.strategies import Strategy, ThreadStrategy, select_strategy
@@ -64,7 +60,7 @@ class Process:
         self._thread: ThreadStrategy | None = None
         self.executor = InProcessExecutor(self.thread_strategy)
         self.role = Role()
-        self.exit_spent_s = 0.0
+        self.exit_budget = ExitBudget(self.config, lambda: self.task_runner)
 
     # -- role and metrics --------------------------------------------------------------
 
@@ -78,7 +74,7 @@ class Process:
         self.role.task_runner = value
 
     def component(self) -> str:
-        """``task_runner``, ``scheduler``, ``api_server``, ... (see ``metrics.Role``)."""
+        """``task_runner``, ``scheduler``, ``api_server``, ... (see ``role.Role``)."""
         return self.role.component()
 
     def observe_component(self, component: Any) -> None:
@@ -168,47 +164,22 @@ class Process:
 
     # -- exit --------------------------------------------------------------------------
 
-    def exit_budget_s(self) -> float:
-        settings = self.config.emitter
-        if self.task_runner:
-            return min(self.config.execution_timeout_s, settings.shutdown_timeout_s)
-        return settings.shutdown_timeout_s
-
-    def exit_budget_key(self) -> str:
-        """The key that limits ``exit_budget_s``: the one to raise for a longer exit wait."""
-        execution_s, shutdown_s = self.config.execution_timeout_s, self.config.emitter.shutdown_timeout_s
-        if not self.task_runner or shutdown_s < execution_s:
-            return "emitter_shutdown_timeout"
-        return (
-            "execution_timeout"
-            if execution_s < shutdown_s
-            else "execution_timeout and emitter_shutdown_timeout"
-        )
-
-    def _spend(self, wait: Callable[[float], bool]) -> bool:
-        """Run ``wait(what is left of the exit budget)`` and count the time it took."""
-        remaining = max(0.0, self.exit_budget_s() - self.exit_spent_s)
-        started = time.monotonic()
-        try:
-            return wait(remaining)
-        finally:
-            self.exit_spent_s += time.monotonic() - started
-
     def flush_before_stopping(self) -> bool:
         """Wait (within what is left of the exit budget) for queued events to be delivered."""
         transport = self.transport
-        return True if transport is None else self._spend(transport.flush)
+        return True if transport is None else self.exit_budget.spend(transport.flush)
 
     def close_at_exit(self) -> bool:
-        transport = self.transport
+        transport, budget = self.transport, self.exit_budget
         if transport is None:
             return True
-        budget_s, key = self.exit_budget_s(), self.exit_budget_key()
-        spent = self.exit_spent_s >= budget_s and self.exit_spent_s > 0
-        note = f"the exit budget ({budget_s:g}s, {key}) was already spent waiting in before_stopping"
-        return self._spend(
-            lambda remaining: transport.close(remaining, budget_key=key, budget_note=note if spent else "")
+        key = budget.key()
+        note = (
+            f"the exit budget ({budget.total_s():g}s, {key}) was already spent waiting in before_stopping"
+            if budget.spent()
+            else ""
         )
+        return budget.spend(lambda remaining: transport.close(remaining, budget_key=key, budget_note=note))
 
     def after_fork_in_child(self) -> None:
         self._reset()
