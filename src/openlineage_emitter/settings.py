@@ -29,6 +29,13 @@ def _parse_spool_dir(key: str, raw: object) -> str | None:
     return v.parse_optional_path(key, raw)
 
 
+def _parse_optional_text(key: str, raw: object) -> str | None:
+    """A piece of text as given (stripped); empty means unset."""
+    del key
+    text = "" if raw is None else str(raw).strip()
+    return text or None
+
+
 #: Calls to the inner transport that may still be running after being abandoned, across
 #: all lanes of one emitter. A new call thread starts only while fewer are alive, so an
 #: emitter has at most ``max_threads(lanes)`` threads (see ``emitter_lanes``).
@@ -81,14 +88,21 @@ class EmitterSettings:
     )
     #: Delivery lanes: calls in flight at once. Events of one run always take the same lane,
     #: so a run's events stay in order; ``emitter_queue_size`` is split between the lanes.
-    lanes: int = attrs.field(
-        default=8,
-        validator=v.between(1, MAX_LANES, what="an integer"),
-        metadata={"key": "emitter_lanes"},
-    )
+    lanes: int = setting("emitter_lanes", 8, v.between(1, MAX_LANES, what="an integer"))
     #: Events a lane hands a many-at-once sender (Kafka, the HTTP batch endpoint) per call.
-    batch_max_events: int = attrs.field(
-        default=100,
-        validator=v.between(1, 10_000, what="an integer"),
-        metadata={"key": "emitter_batch_max_events"},
+    batch_max_events: int = setting("emitter_batch_max_events", 100, v.between(1, 10_000, what="an integer"))
+    #: http backends: deliver many events per request through the spec's batch endpoint
+    #: (``POST <endpoint>/batch``; see ``_http_batch``); off: one request per event.
+    http_batch: bool = setting("emitter_http_batch", False, v.is_bool)
+    #: The most bytes of event JSON one batch request carries (before any gzip); a batch
+    #: that would be larger is split, and an event larger than this alone goes alone.
+    http_batch_max_bytes: int = setting(
+        "emitter_http_batch_max_bytes", 1024 * 1024, v.at_least(1, what="an integer number of bytes")
+    )
+    #: The batch endpoint's path (or URL), when it is not the event endpoint + ``/batch``.
+    http_batch_endpoint: str | None = setting(
+        "emitter_http_batch_endpoint",
+        None,
+        attrs.validators.optional(attrs.validators.instance_of(str)),
+        parse=_parse_optional_text,
     )
