@@ -326,7 +326,8 @@ def test_an_event_within_the_budget_reaches_the_inner_transport_untouched(budget
     finally:
         transport.close(1)
 
-    assert [id(e) for e in inner.got] == [id(e) for e in events]
+    # Three runs, so possibly three lanes: the same objects, in no order between runs.
+    assert sorted(id(e) for e in inner.got) == sorted(id(e) for e in events)
     assert transport.stats().truncated_total == 0
 
 
