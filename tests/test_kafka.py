@@ -989,3 +989,21 @@ def test_a_forked_child_sends_many_through_a_new_producer(
     assert status is not None
     assert os.waitstatus_to_exitcode(status) == 0
     assert sorted(run_ids(consume(cluster, topic))) == sorted(e.run.runId for e in child_events)
+
+
+def test_threaded_transport_counts_delivered_only_what_the_broker_acknowledged(
+    cluster: MockCluster, topic: str, make_transport: MakeTransport
+) -> None:
+    transport = make_transport()
+    transport.emit(make_event(job="warm-up"))
+    assert transport.flush(10)
+    cluster.push_produce_errors([MSG_SIZE_TOO_LARGE] * 2)  # two produce requests refused
+    events = [make_event(job=f"job-{i % 7}") for i in range(300)]
+    for event in events:
+        transport.emit(event)
+    assert not transport.flush(10)  # flushed, but events were lost
+    stats = transport.stats()
+    in_topic = run_ids(consume(cluster, topic))
+    assert stats.delivered - 1 == len(in_topic) < len(events)
+    assert stats.dropped["non_retryable"] == len(events) - len(in_topic)
+    assert set(in_topic) <= {e.run.runId for e in events}
