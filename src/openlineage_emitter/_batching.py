@@ -14,6 +14,7 @@ from typing import Any
 from openlineage.client.transport import Transport
 from openlineage.client.transport.kafka import KafkaTransport  # imports confluent_kafka lazily
 
+from openlineage_emitter._http_batch import http_batch_send
 from openlineage_emitter._kafka import kafka_send_many
 from openlineage_emitter.settings import EmitterSettings
 
@@ -30,4 +31,5 @@ def batch_sender_for(inner: Transport, settings: EmitterSettings) -> SendMany | 
     if isinstance(inner, KafkaTransport):
         # Every event of a call in flight at once, each counted on its own delivery report.
         return kafka_send_many(inner, settings)
-    return None
+    # http: the spec's batch endpoint, opt-in (``emitter_http_batch``): not every backend has it.
+    return http_batch_send(inner, settings)
