@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import airflow_dags, caller_cost, crash, event_size, kafka, memory, throughput
+from benchmarks import airflow_dags, caller_cost, crash, event_size, kafka, memory, spool_drain, throughput
 from benchmarks._common import quiet_logging
 from benchmarks._options import Options
 from benchmarks._table import Table
@@ -26,6 +26,7 @@ SECTIONS: dict[str, Callable[[Options], Table | list[Table]]] = {
     "memory": memory.run,
     "crash": crash.run,  # SIGKILLs spooling and replaying processes: kills, lost, duplicates per kill
     "event_size": event_size.run,  # a 5 MB event, a 1 MB backend limit: budget, 413 retry
+    "spool_drain": spool_drain.run,  # 10,000 spooled events, 20 ms backend: one per request vs batch endpoint
     "kafka": kafka.run,  # skipped, with a note, without confluent-kafka
     "airflow": airflow_dags.run,  # skipped, with a note, without .venv-airflow-3.3; ~14 min (quick ~3)
 }
@@ -35,8 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description=(
-            "openlineage-emitter benchmarks: caller cost, throughput, memory, crash, event size, kafka, "
-            "airflow (loopback only)."
+            "openlineage-emitter benchmarks: caller cost, throughput, memory, crash, event size, spool "
+            "drain, kafka, airflow (loopback only)."
         ),
     )
     parser.add_argument("--quick", action="store_true", help="fewer events: a ~20 s run instead of ~1-2 min")

@@ -6,32 +6,49 @@ threads do not take the GIL). Measured producers connect to it over TCP like to 
 broker. HTTP goes to the loopback collector (``--collector``). Every row emits its events
 back to back, timing each ``emit`` alone; the wall clock runs from the first emit until
 the backend holds them all. What arrived is counted at the backend: the topic's
-watermarks, the collector's count. Skipped, with a note, if confluent-kafka is absent.
+watermarks, the collector's count. Side by side, on the same broker: *before*, the
+emitter delivering one event per call and waiting for its report (what ThreadedTransport
+did until many messages in flight), and *after*, ThreadedTransport as it is. Every Kafka
+row's topic is read back to check each run's order (START before COMPLETE, one partition).
+Skipped, with a note, if confluent-kafka is absent.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
+from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
+from openlineage.client.transport import get_default_factory
 from openlineage.client.transport.kafka import KafkaConfig, KafkaTransport
+from openlineage.client.uuid import generate_new_uuid
 
 from benchmarks._backend import backend
-from benchmarks._common import Timing, close_bounded, make_events, time_calls, wait_until
+from benchmarks._common import PRODUCER, Timing, close_bounded, make_events, time_calls, wait_until
 from benchmarks._options import Options
-from benchmarks._table import Column, Row, Table
+from benchmarks._table import Column, Row, Table, fmt_ratio
 from openlineage_emitter import EmitterSettings, ThreadedTransport
+from openlineage_emitter._kafka import KafkaDelivery, kafka_attempt_wait_s
 from openlineage_emitter.collector import refusing_url
+from openlineage_emitter.emitter import ThreadEmitter
+from openlineage_emitter.stats import EmitterStats
+from openlineage_emitter.transport import inner_config
 
 WARMUP = 20
 #: Broker latency of the second mock cluster: a broker in the same region, acks=all.
 RTT_MS = 2
 #: message.timeout.ms of the inline KafkaTransport row against a dead broker.
 INLINE_DOWN_TIMEOUT_MS = 1000
+#: Jobs the measured runs are spread over (message keys: one partition per job).
+JOBS = 50
+BEFORE = "before: emitter, 1 event per call"
+AFTER = "after: ThreadedTransport -> kafka"
 
 
 def _columns() -> list[Column]:
@@ -42,6 +59,8 @@ def _columns() -> list[Column]:
         Column("delivered", "delivered"),
         Column("wall_s", "wall s"),
         Column("events_per_s", "events/s"),
+        Column("vs_before", "vs before", fmt=fmt_ratio),
+        Column("order_kept", "run order"),
         Column("median_us", "emit median us"),
         Column("p99_us", "emit p99 us"),
         Column("max_us", "emit max us"),
@@ -82,12 +101,72 @@ class MockKafka:
             total += high - low
         return total
 
+    def order_kept(self, topic: str, expected: int) -> bool:
+        """Whether the topic holds ``expected`` messages and each run's are in one partition,
+        START before COMPLETE (a run's first START precedes its first COMPLETE)."""
+        consumer = self._ck.Consumer(
+            {"bootstrap.servers": self.bootstrap_servers, "group.id": f"order-{uuid.uuid4().hex[:6]}"}
+        )
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            consumer.assign(
+                [self._ck.TopicPartition(topic, p, self._ck.OFFSET_BEGINNING) for p in partitions]
+            )
+            runs: dict[str, list[tuple[int, str]]] = {}
+            got = 0
+            deadline = time.monotonic() + 30
+            while got < expected and time.monotonic() < deadline:
+                for msg in consumer.consume(1000, 0.5):
+                    value = msg.value()
+                    if msg.error() is not None or value is None:
+                        continue
+                    got += 1
+                    event = json.loads(value)
+                    runs.setdefault(event["run"]["runId"], []).append(
+                        (msg.partition() or 0, event["eventType"])
+                    )
+        finally:
+            consumer.close()
+        if got != expected:
+            return False
+        for seen in runs.values():  # each partition's messages come in offset order
+            if len({p for p, _ in seen}) != 1:
+                return False
+            types = [t for _, t in seen]
+            if "COMPLETE" in types and (
+                "START" not in types or types.index("START") > types.index("COMPLETE")
+            ):
+                return False
+        return True
+
     def close(self) -> None:
         self._consumer.close()
         del self._host  # the cluster goes with its host handle
 
 
-def _row(variant: str, where: str, durations: list[int], delivered: int, wall_s: float | None) -> Row:
+def run_events(n: int, label: str = "job") -> list[RunEvent]:
+    """``n`` events of ``n // 2`` runs over ``JOBS`` jobs: each run's START, then its COMPLETE."""
+    now = datetime.now(timezone.utc).isoformat()
+    events = []
+    for i in range(n // 2):
+        run, job = (
+            Run(runId=str(generate_new_uuid())),
+            Job(namespace="benchmarks", name=f"{label}.{i % JOBS}"),
+        )
+        for state in (RunState.START, RunState.COMPLETE):
+            events.append(RunEvent(eventType=state, eventTime=now, run=run, job=job, producer=PRODUCER))
+    return events
+
+
+def _row(
+    variant: str,
+    where: str,
+    durations: list[int],
+    delivered: int,
+    wall_s: float | None,
+    *,
+    order_kept: bool | None = None,
+) -> Row:
     timing = Timing.of_ns(durations)
     return {
         "variant": variant,
@@ -96,27 +175,37 @@ def _row(variant: str, where: str, durations: list[int], delivered: int, wall_s:
         "delivered": delivered,
         "wall_s": wall_s,
         "events_per_s": delivered / wall_s if wall_s else None,
+        "order_kept": order_kept,
         "median_us": timing.median_us,
         "p99_us": timing.p99_us,
         "max_us": timing.max_us,
     }
 
 
+class _Emitting:
+    """What a measured row drives: ``emit``, ``flush``, ``stats`` (a ThreadedTransport, or a
+    bare emitter in front of one-event-per-call Kafka delivery)."""
+
+    def __init__(
+        self, emit: Callable[[Any], object], flush: Callable[[float], bool], stats: Callable[[], EmitterStats]
+    ) -> None:
+        self.emit, self.flush, self.stats = emit, flush, stats
+
+
 def _threaded_burst(
-    transport: ThreadedTransport,
-    n: int,
+    transport: _Emitting,
+    events: Sequence[Any],
     opts: Options,
     *,
     delivered: Callable[[], int],
     label: str,
     notes: list[str],
 ) -> tuple[list[int], int, float]:
-    """Warm up, then n emits timed one by one and a flush: (durations, delivered, wall s)."""
+    """Warm up, then emits timed one by one and a flush: (durations, delivered, wall s)."""
     for event in make_events(WARMUP, "warmup"):
         transport.emit(event)
     transport.flush(10.0)
     base = delivered()
-    events = make_events(n)
     wait_s = opts.pick(full=60, quick=20)
     started = time.monotonic()
     durations = time_calls(transport.emit, events, opts.deadline(wait_s))
@@ -131,26 +220,59 @@ def _threaded_burst(
     return durations, got, wall_s
 
 
+def _kafka_inner(kafka: MockKafka, topic: str, producer: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "kafka",
+        "topic": topic,
+        "config": {"bootstrap.servers": kafka.bootstrap_servers, **producer},
+    }
+
+
 def _threaded_kafka(
     kafka: MockKafka, n: int, opts: Options, notes: list[str], *, label: str, producer: dict[str, Any]
 ) -> Row:
+    """After: ThreadedTransport as it is (many messages in flight where the emitter sends
+    several events per call)."""
     topic = kafka.topic("tt")
     settings = EmitterSettings(queue_size=n + WARMUP + 16, call_timeout_s=5.0)
-    transport = ThreadedTransport.wrap(
-        {
-            "type": "kafka",
-            "topic": topic,
-            "config": {"bootstrap.servers": kafka.bootstrap_servers, **producer},
-        },
-        settings,
-    )
+    transport = ThreadedTransport.wrap(_kafka_inner(kafka, topic, producer), settings)
     try:
         durations, got, wall_s = _threaded_burst(
-            transport, n, opts, delivered=lambda: kafka.messages(topic), label=label, notes=notes
+            _Emitting(transport.emit, transport.flush, transport.stats),
+            run_events(n),
+            opts,
+            delivered=lambda: kafka.messages(topic),
+            label=label,
+            notes=notes,
         )
     finally:
         close_bounded(label, lambda: transport.close(5.0), notes)
-    return _row(label, kafka.where, durations, got, wall_s)
+    return _row(label, kafka.where, durations, got, wall_s, order_kept=kafka.order_kept(topic, got + WARMUP))
+
+
+def _per_event_kafka(kafka: MockKafka, n: int, opts: Options, notes: list[str]) -> Row:
+    """Before: the emitter's worker delivers one event per call and waits for its report
+    (``KafkaDelivery``): how ThreadedTransport delivered to Kafka until many in flight."""
+    topic = kafka.topic("before")
+    settings = EmitterSettings(queue_size=n + WARMUP + 16, call_timeout_s=5.0)
+    # Built as ThreadedTransport builds its inner transport (same producer defaults).
+    inner = get_default_factory().create(inner_config(_kafka_inner(kafka, topic, {}), settings))
+    assert isinstance(inner, KafkaTransport)
+    delivery = KafkaDelivery(inner, kafka_attempt_wait_s(settings))
+    emitter = ThreadEmitter(delivery, settings, name="openlineage-emitter[kafka-before]")
+    try:
+        durations, got, wall_s = _threaded_burst(
+            _Emitting(emitter.submit, emitter.flush, emitter.stats),
+            run_events(n),
+            opts,
+            delivered=lambda: kafka.messages(topic),
+            label=BEFORE,
+            notes=notes,
+        )
+    finally:
+        close_bounded(BEFORE, lambda: emitter.close(5.0), notes)
+        close_bounded(BEFORE, lambda: delivery.close(5.0), notes)
+    return _row(BEFORE, kafka.where, durations, got, wall_s, order_kept=kafka.order_kept(topic, got + WARMUP))
 
 
 def _threaded_http(n: int, opts: Options, notes: list[str]) -> Row:
@@ -160,7 +282,12 @@ def _threaded_http(n: int, opts: Options, notes: list[str]) -> Row:
         transport = ThreadedTransport.wrap({"type": "http", "url": b.url}, settings)
         try:
             durations, got, wall_s = _threaded_burst(
-                transport, n, opts, delivered=b.delivered, label=label, notes=notes
+                _Emitting(transport.emit, transport.flush, transport.stats),
+                make_events(n),
+                opts,
+                delivered=b.delivered,
+                label=label,
+                notes=notes,
             )
         finally:
             close_bounded(label, lambda: transport.close(5.0), notes)
@@ -178,7 +305,7 @@ def _inline_kafka(kafka: MockKafka, n: int, opts: Options, notes: list[str], flu
             inner.emit(event)
         inner.wait_for_completion(10.0)
         base = kafka.messages(topic)
-        events = make_events(n)
+        events = run_events(n)
         started = time.monotonic()
         durations = time_calls(inner.emit, events, opts.deadline(opts.pick(full=60, quick=20)))
         inner.wait_for_completion(30.0)  # flush=False: the batches still in librdkafka
@@ -186,7 +313,7 @@ def _inline_kafka(kafka: MockKafka, n: int, opts: Options, notes: list[str], flu
         got = kafka.messages(topic) - base
     finally:
         close_bounded(label, lambda: inner.close(5.0), notes)
-    return _row(label, kafka.where, durations, got, wall_s)
+    return _row(label, kafka.where, durations, got, wall_s, order_kept=kafka.order_kept(topic, got + base))
 
 
 def _down(n: int, opts: Options, notes: list[str], kind: str) -> Row:
@@ -240,14 +367,24 @@ def _mock_kafka(rtt_ms: int = 0) -> Iterator[MockKafka]:
         kafka.close()
 
 
+def _versus_before(rows: list[Row]) -> None:
+    """Each Kafka row's events/s as a multiple of the *before* row on the same broker."""
+    before = {r["backend"]: r["events_per_s"] for r in rows if r["variant"] == BEFORE}
+    for row in rows:
+        base, rate = before.get(row["backend"]), row["events_per_s"]
+        if isinstance(base, float) and isinstance(rate, float) and base:
+            row["vs_before"] = rate / base
+
+
 def run(opts: Options) -> Table:
-    n = opts.pick(full=3000, quick=500)
-    n_rtt = opts.pick(full=600, quick=150)  # rows that pay a round trip per event
+    n = opts.pick(full=10000, quick=2000)
+    n_rtt = opts.pick(full=4000, quick=1000)
+    n_per_event_rtt = opts.pick(full=600, quick=150)  # one round trip per event
     table = Table(
         name="kafka",
         title=(
             f"4. Kafka vs HTTP: events/s delivered and caller cost of emit ({n} events per row, "
-            f"{n_rtt} at {RTT_MS} ms RTT)"
+            f"{n_rtt} at {RTT_MS} ms RTT, {n_per_event_rtt} for rows paying a round trip per event)"
         ),
         columns=_columns(),
     )
@@ -260,26 +397,19 @@ def run(opts: Options) -> Table:
         ]
         return table
     notes: list[str] = []
-    rows: list[Row] = [_threaded_http(n, opts, notes)]
+    rows: list[Row] = [_threaded_http(opts.pick(full=3000, quick=500), opts, notes)]
     partitions = 0
     with _mock_kafka() as kafka:
         rows += [
-            _threaded_kafka(kafka, n, opts, notes, label="ThreadedTransport -> kafka", producer={}),
+            _per_event_kafka(kafka, n, opts, notes),
+            _threaded_kafka(kafka, n, opts, notes, label=AFTER, producer={}),
             _threaded_kafka(
                 kafka,
                 n,
                 opts,
                 notes,
-                label="ThreadedTransport -> kafka, idempotent",
-                producer={"enable.idempotence": True, "acks": "all"},
-            ),
-            _threaded_kafka(
-                kafka,
-                n,
-                opts,
-                notes,
-                label="ThreadedTransport -> kafka, linger.ms=50",
-                producer={"linger.ms": 50},
+                label=f"{AFTER}, idempotence off",
+                producer={"enable.idempotence": False},
             ),
             _inline_kafka(kafka, n, opts, notes, flush=True),
             _inline_kafka(kafka, n, opts, notes, flush=False),
@@ -287,15 +417,18 @@ def run(opts: Options) -> Table:
         partitions = kafka.partitions
     with _mock_kafka(RTT_MS) as kafka:
         rows += [
-            _threaded_kafka(kafka, n_rtt, opts, notes, label="ThreadedTransport -> kafka", producer={}),
-            _inline_kafka(kafka, n_rtt, opts, notes, flush=True),
+            _per_event_kafka(kafka, n_per_event_rtt, opts, notes),
+            _threaded_kafka(kafka, n_rtt, opts, notes, label=AFTER, producer={}),
+            _inline_kafka(kafka, n_per_event_rtt, opts, notes, flush=True),
             _inline_kafka(kafka, n_rtt, opts, notes, flush=False),
         ]
+    down_n = opts.pick(full=3000, quick=500)
     rows += [
-        _down(n, opts, notes, "kafka"),
-        _down(n, opts, notes, "http"),
+        _down(down_n, opts, notes, "kafka"),
+        _down(down_n, opts, notes, "http"),
         _inline_down(opts.pick(full=3, quick=2), opts, notes),
     ]
+    _versus_before(rows)
     table.rows = rows
     table.notes = [
         f"confluent-kafka {importlib.metadata.version('confluent-kafka')}, "
@@ -303,13 +436,18 @@ def run(opts: Options) -> Table:
         f"mock broker: librdkafka's mock cluster, 1 broker, {partitions} partitions per topic, on "
         f"127.0.0.1; {RTT_MS} ms RTT: test.mock.broker.rtt delays each of its responses",
         "wall s: first emit until the backend holds all n (ThreadedTransport: flush() returned; inline "
-        "flush=False: until its final flush); events/s = delivered / wall s; emit us: each call timed "
-        "alone (perf_counter_ns), while the worker delivers; events pre-built",
-        "ThreadedTransport -> kafka: the worker flushes each event and waits for its own delivery "
-        "report (message.timeout.ms just under call_timeout); per-run order and accounting are exact, "
-        "throughput is one broker round trip per event; idempotent: enable.idempotence, acks=all",
-        "linger.ms=50: flush() sends at once whatever linger.ms says, so lingering costs nothing here "
-        "(and batches nothing)",
+        "flush=False: until its final flush); events/s = delivered / wall s; vs before: events/s over the "
+        "before row's on the same broker; emit us: each call timed alone (perf_counter_ns), while the "
+        "worker delivers; events pre-built: a START and a COMPLETE per run, runs over "
+        f"{JOBS} jobs (message keys)",
+        "run order: the topic read back holds every event once (plus the warm-up), each run's events "
+        "in one partition, START before COMPLETE",
+        f"{BEFORE}: the emitter's worker produces one event, flushes and waits for its own delivery "
+        "report before the next: one broker round trip per event (ThreadedTransport's Kafka path "
+        "until many messages in flight)",
+        f"{AFTER}: ThreadedTransport with its defaults (idempotent producer); where the emitter hands "
+        "its Kafka sender several queued events per call, all of them are in flight at once, each "
+        "counted on its own delivery report; idempotence off: one produce request in flight per broker",
         "KafkaTransport.emit inline, flush=True: openlineage-python's default, on the caller's thread: "
         "the caller waits one round trip per event; flush=False: enqueue only, librdkafka batches "
         "(linger.ms 5): the throughput ceiling, but a failed delivery is only logged by a callback, "

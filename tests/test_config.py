@@ -262,6 +262,13 @@ SAMPLES: dict[str, tuple[str, Callable[[OpenLineageConfig], object], object]] = 
     "emitter_spool_dir": ("/var/spool/ol", lambda c: c.emitter.spool_dir, "/var/spool/ol"),
     "emitter_spool_max_bytes": ("4096", lambda c: c.emitter.spool_max_bytes, 4096),
     "emitter_max_event_bytes": ("1048576", lambda c: c.emitter.max_event_bytes, 1048576),
+    "emitter_http_batch": ("yes", lambda c: c.emitter.http_batch, True),
+    "emitter_http_batch_max_bytes": ("65536", lambda c: c.emitter.http_batch_max_bytes, 65536),
+    "emitter_http_batch_endpoint": (
+        " api/v2/events/batch ",
+        lambda c: c.emitter.http_batch_endpoint,
+        "api/v2/events/batch",
+    ),
     "emitter_force_fork": ("true", lambda c: c.force_fork, True),
     "emitter_plugin_enabled": ("off", lambda c: c.plugin_enabled, False),
 }

@@ -43,12 +43,17 @@ from openlineage.client.serde import Serde  # noqa: E402
 from openlineage.client.transport.kafka import KafkaConfig, KafkaTransport  # noqa: E402
 
 from openlineage_emitter import BreakerState, EmitterSettings, RetryPolicy, ThreadedTransport  # noqa: E402
+from openlineage_emitter._batching import SendMany, batch_sender_for  # noqa: E402
 from openlineage_emitter._kafka import (  # noqa: E402
     KafkaDeliveryTimeout,
+    KafkaNotProduced,
+    KafkaSendMany,
     kafka_attempt_wait_s,
     kafka_message_key,
+    kafka_producer_config,
 )
 from openlineage_emitter.retry import KAFKA_RETRYABLE_CODES, classify  # noqa: E402
+from openlineage_emitter.stats import Truncated  # noqa: E402
 from tests.conftest import PRODUCER, emitter_threads, make_event, wait_until  # noqa: E402
 from tests.kafka_helpers.mock_cluster import MockCluster, MockClusterUnavailable  # noqa: E402
 
@@ -74,6 +79,12 @@ class Record(NamedTuple):
     offset: int
     key: str | None
     event: dict[str, Any]
+
+
+class MakeSendMany(Protocol):
+    def __call__(
+        self, settings: EmitterSettings | None = None, producer: Mapping[str, Any] | None = None
+    ) -> tuple[ThreadedTransport, SendMany]: ...
 
 
 class MakeTransport(Protocol):
@@ -134,6 +145,33 @@ def make_transport(cluster: MockCluster, topic: str) -> Iterator[MakeTransport]:
     cluster.reset()  # a transport whose broker is down would spend its close budget waiting
     for transport in made:
         transport.close(1.0)
+
+
+@pytest.fixture
+def make_send_many(make_transport: MakeTransport) -> MakeSendMany:
+    """(ThreadedTransport(kafka), the SendMany for its inner transport): they share one
+    producer, as they do when the emitter uses the SendMany; closed by ``make_transport``."""
+
+    def make(
+        settings: EmitterSettings | None = None, producer: Mapping[str, Any] | None = None
+    ) -> tuple[ThreadedTransport, SendMany]:
+        transport = make_transport(settings, producer)
+        send_many = batch_sender_for(transport.inner, transport.threaded_config.settings)
+        assert send_many is not None
+        # Connected, producer id and metadata known (a first call may need longer than a short wait).
+        assert wait_until(lambda: send_many([make_event(job="warm-up")]) == [None], timeout_s=10)
+        return transport, send_many
+
+    return make
+
+
+def run_records(records: Sequence[Record]) -> list[Record]:
+    """``records`` without ``make_send_many``'s warm-up events."""
+    return [r for r in records if r.event["job"]["name"] != "warm-up"]
+
+
+def run_ids(records: Sequence[Record]) -> list[str]:
+    return [r.event["run"]["runId"] for r in run_records(records)]
 
 
 def consume(cluster: MockCluster, topic: str, timeout_s: float = 10.0) -> list[Record]:
@@ -696,3 +734,258 @@ def test_a_byte_budget_below_message_max_bytes_delivers_a_large_event_shrunk(
     assert record.key == kafka_message_key(Serde.to_dict(big))
     stats = transport.stats()
     assert (stats.delivered, stats.truncated["budget"], stats.dropped_total) == (1, 1, 0)
+
+
+# ------------------------------------------------------------ many events in flight per call
+
+
+def test_batch_sender_for_a_kafka_transport_is_its_send_many(make_transport: MakeTransport) -> None:
+    transport = make_transport()
+    assert isinstance(batch_sender_for(transport.inner, transport.threaded_config.settings), KafkaSendMany)
+
+
+def test_send_many_delivers_every_event_once_with_one_outcome_each(
+    cluster: MockCluster, topic: str, make_send_many: MakeSendMany
+) -> None:
+    _, send_many = make_send_many()
+    sent = run_pairs(150)
+    # Half of them as a spool replays them: parsed JSON, for which openlineage-python gives no key.
+    events: list[Any] = [json.loads(Serde.to_json(e)) if i % 2 else e for i, e in enumerate(sent)]
+    outcomes = send_many(events)
+    assert list(outcomes) == [None] * len(sent)
+    records = run_records(consume(cluster, topic))
+    assert len(records) == len(sent)  # every event exactly once
+    by_id = {(e.run.runId, str(e.eventType and e.eventType.value)): e for e in sent}
+    for record in records:
+        original = by_id[(record.event["run"]["runId"], record.event["eventType"])]
+        assert record.key == upstream_key(original)
+        assert record.event == Serde.to_dict(original)  # the bytes openlineage-python would send
+
+
+def test_send_many_keeps_each_runs_order_with_many_in_flight(
+    cluster: MockCluster, topic: str, make_send_many: MakeSendMany
+) -> None:
+    _, send_many = make_send_many(producer={"batch.num.messages": 3, "linger.ms": 0})  # many requests
+    sent = run_pairs(100, (RunState.START, RunState.RUNNING, RunState.COMPLETE))
+    assert list(send_many(sent)) == [None] * len(sent)
+    records = run_records(consume(cluster, topic))
+    assert len(records) == len(sent)
+    assert_per_run_order(records, sent)
+
+
+def test_without_idempotence_one_request_in_flight_keeps_the_order_across_librdkafkas_retries(
+    cluster: MockCluster, topic: str, make_send_many: MakeSendMany
+) -> None:
+    """The fallback when the operator switches idempotence off. (With idempotence, order across
+    librdkafka's retries rests on the broker checking sequence numbers; the mock cluster checks
+    them only for transactional producers, so that case cannot be shown here.)"""
+    _, send_many = make_send_many(
+        producer={
+            "enable.idempotence": False,
+            "batch.num.messages": 3,
+            "linger.ms": 0,
+            "retry.backoff.ms": 10,
+        }
+    )
+    sent = run_pairs(100, (RunState.START, RunState.RUNNING, RunState.COMPLETE))
+    # The first produce requests fail with a retriable error and librdkafka resends them;
+    # with more than one request in flight a resent one lands behind later ones.
+    cluster.push_produce_errors([NOT_ENOUGH_REPLICAS] * 3)
+    assert list(send_many(sent)) == [None] * len(sent)
+    records = run_records(consume(cluster, topic))
+    assert len(records) == len(sent)
+    assert_per_run_order(records, sent)
+
+
+def test_many_in_flight_cost_a_few_round_trips_per_call_not_one_per_event(
+    cluster: MockCluster, topic: str, make_send_many: MakeSendMany
+) -> None:
+    _, send_many = make_send_many(EmitterSettings(call_timeout_s=10, retry=FAST_RETRY))
+    cluster.broker_rtt(100)
+    events = [make_event(job=f"job-{i % 7}") for i in range(200)]
+    start = time.monotonic()
+    outcomes = send_many(events)
+    elapsed = time.monotonic() - start
+    cluster.reset()
+    assert list(outcomes) == [None] * len(events)
+    assert elapsed < 5.0  # one event per round trip would take 20 s
+    assert len(run_ids(consume(cluster, topic))) == len(events)
+
+
+def test_an_event_counts_delivered_only_on_its_own_successful_report(
+    cluster: MockCluster, topic: str, make_send_many: MakeSendMany
+) -> None:
+    _, send_many = make_send_many()
+    events = [make_event(job=f"job-{i % 7}") for i in range(200)]
+    cluster.push_produce_errors([MSG_SIZE_TOO_LARGE])  # the call's first produce request is refused
+    outcomes = send_many(events)
+    failed = {e.run.runId for e, o in zip(events, outcomes, strict=True) if isinstance(o, BaseException)}
+    delivered = {
+        e.run.runId for e, o in zip(events, outcomes, strict=True) if not isinstance(o, BaseException)
+    }
+    assert failed  # the refused request's events...
+    assert all(classify(cast(BaseException, o)).reason == "kafka_msg_size_too_large" for o in outcomes if o)
+    assert sorted(run_ids(consume(cluster, topic))) == sorted(delivered)  # ...are exactly the ones missing
+
+
+def test_a_down_broker_fails_every_event_of_the_call_retryably_within_its_deadline(
+    cluster: MockCluster, topic: str, make_send_many: MakeSendMany
+) -> None:
+    settings = EmitterSettings(call_timeout_s=0.5, retry=FAST_RETRY)
+    _, send_many = make_send_many(settings)
+    cluster.broker_down()
+    events = [make_event(job=f"job-{i % 7}") for i in range(200)]
+    start = time.monotonic()
+    outcomes = send_many(events)
+    elapsed = time.monotonic() - start
+    assert elapsed < kafka_attempt_wait_s(settings) + 1.0  # slack for a loaded machine
+    assert all(isinstance(o, BaseException) and classify(o).retryable for o in outcomes)
+    cluster.broker_up()
+    assert wait_until(lambda: send_many(events) == [None] * len(events), timeout_s=10)
+    # Messages that were never sent were purged: the first call delivered none of them later.
+    assert sorted(run_ids(consume(cluster, topic))) == sorted(e.run.runId for e in events)
+
+
+def test_a_hung_broker_and_a_full_local_queue_end_the_call_at_its_deadline(
+    cluster: MockCluster, topic: str, make_send_many: MakeSendMany
+) -> None:
+    settings = EmitterSettings(call_timeout_s=0.5, retry=FAST_RETRY)
+    _, send_many = make_send_many(settings, {"queue.buffering.max.messages": 5})
+    cluster.broker_rtt(30_000)  # accepts requests, answers none in time
+    events = [make_event(job=f"job-{i % 7}") for i in range(50)]
+    start = time.monotonic()
+    outcomes = send_many(events)
+    assert time.monotonic() - start < kafka_attempt_wait_s(settings) + 1.0
+    kinds = [type(o) for o in outcomes]
+    # Five in flight (no report by the deadline), the sixth found the queue full until the
+    # deadline, and the rest were not produced at all: all retryable, none delivered.
+    assert kinds == [KafkaDeliveryTimeout] * 5 + [BufferError] + [KafkaNotProduced] * 44
+    assert all(classify(cast(BaseException, o)).retryable for o in outcomes)
+
+
+def test_a_full_local_queue_is_waited_out_within_the_deadline(
+    cluster: MockCluster, topic: str, make_send_many: MakeSendMany
+) -> None:
+    _, send_many = make_send_many(producer={"queue.buffering.max.messages": 5})
+    events = [make_event(job=f"job-{i % 7}") for i in range(200)]
+    assert list(send_many(events)) == [None] * len(events)
+    assert sorted(run_ids(consume(cluster, topic))) == sorted(e.run.runId for e in events)
+
+
+def test_a_fatal_error_mid_call_produces_again_only_what_it_left_unsettled(
+    cluster: MockCluster, topic: str, make_send_many: MakeSendMany
+) -> None:
+    transport, send_many = make_send_many()
+    first = cast(KafkaTransport, transport.inner).producer
+    # Sequence numbers out of sync with the broker: fatal for an idempotent producer (the
+    # default), while the call's other requests are in flight and acknowledged.
+    cluster.push_produce_errors([OUT_OF_ORDER_SEQUENCE_NUMBER])
+    events = [make_event(job=f"job-{i % 7}") for i in range(300)]
+    assert list(send_many(events)) == [None] * len(events)
+    assert cast(KafkaTransport, transport.inner).producer not in (None, first)
+    assert sorted(run_ids(consume(cluster, topic))) == sorted(e.run.runId for e in events)  # each once
+
+
+def test_send_many_applies_the_byte_budget_to_each_event(
+    cluster: MockCluster, topic: str, make_send_many: MakeSendMany
+) -> None:
+    _, send_many = make_send_many(
+        EmitterSettings(retry=FAST_RETRY, max_event_bytes=9_000), producer={"message.max.bytes": 10_000}
+    )
+    big = make_event()
+    assert big.run.facets is not None
+    big.run.facets["big"] = {"_producer": PRODUCER, "_schemaURL": PRODUCER, "blob": "x" * 20_000}  # type: ignore[assignment]
+    small = [make_event(), make_event()]
+    assert list(send_many([small[0], big, small[1]])) == [None, Truncated("budget"), None]
+    records = {r.event["run"]["runId"]: r for r in consume(cluster, topic)}
+    marked = records[big.run.runId]
+    assert marked.event["run"]["facets"]["openlineageEmitter_truncation"]["shedFacets"] == ["run.facets.big"]
+    assert marked.key == kafka_message_key(Serde.to_dict(big))
+    assert {e.run.runId for e in small} <= records.keys()
+
+
+def test_close_is_bounded_with_many_messages_in_flight(
+    cluster: MockCluster, topic: str, make_send_many: MakeSendMany
+) -> None:
+    transport, send_many = make_send_many(EmitterSettings(call_timeout_s=5, retry=FAST_RETRY))
+    producer = cast(KafkaTransport, transport.inner).producer
+    assert producer is not None
+    cluster.broker_rtt(30_000)
+    outcomes: list[object] = []
+    call = threading.Thread(target=lambda: outcomes.extend(send_many([make_event() for _ in range(100)])))
+    call.start()  # as the emitter's call thread would
+    assert wait_until(lambda: len(producer) == 100)  # all of them handed to librdkafka
+    start = time.monotonic()
+    assert transport.close(0.5) is False
+    assert time.monotonic() - start < 0.5 + 2.0  # waiting for the broker would cost 30 s
+    call.join(3)
+    assert not call.is_alive()  # close purged its messages: the call ends...
+    assert len(outcomes) == 100
+    assert all(isinstance(o, BaseException) for o in outcomes)  # ...with none counted delivered
+
+
+def test_producer_defaults_keep_order_with_many_in_flight() -> None:
+    default = kafka_producer_config({}, EmitterSettings(call_timeout_s=2))
+    assert default["enable.idempotence"] is True
+    assert "max.in.flight.requests.per.connection" not in default  # librdkafka: 5 with idempotence
+
+
+@pytest.mark.parametrize(
+    "given",
+    [{"enable.idempotence": False}, {"enable.idempotence": "false"}, {"acks": 1}, {"max.in.flight": 10}],
+    ids=["idempotence-off", "idempotence-off-string", "acks-1", "in-flight-10"],
+)
+def test_without_idempotence_one_request_in_flight_keeps_the_order(
+    cluster: MockCluster, topic: str, make_send_many: MakeSendMany, given: dict[str, Any]
+) -> None:
+    transport, send_many = make_send_many(producer=given)
+    config = producer_config(transport)
+    in_flight = config.get("max.in.flight", config.get("max.in.flight.requests.per.connection"))
+    expected = 10 if "max.in.flight" in given else 1
+    assert (config.get("enable.idempotence", False) in (False, "false"), in_flight) == (True, expected)
+    sent = run_pairs(20)
+    assert list(send_many(sent)) == [None] * len(sent)  # librdkafka accepts the combination
+    assert_per_run_order(run_records(consume(cluster, topic)), sent)
+
+
+def test_idempotence_switched_off_with_many_in_flight_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    given = {"enable.idempotence": False, "max.in.flight.requests.per.connection": 5}
+    with caplog.at_level("WARNING", logger="openlineage_emitter._kafka"):
+        config = kafka_producer_config(given, EmitterSettings())
+    assert config["max.in.flight.requests.per.connection"] == 5  # the operator's choice stands
+    assert "out of order" in caplog.text
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_sends_many_through_a_new_producer(
+    cluster: MockCluster, topic: str, make_send_many: MakeSendMany
+) -> None:
+    transport, send_many = make_send_many()
+    child_events = [make_event(job="child") for _ in range(20)]
+    pid = os.fork()
+    if pid == 0:  # the child: _exit whatever happens
+        code = 1
+        try:
+            if cast(KafkaTransport, transport.inner).producer is not None:
+                code = 2  # the parent's producer was not set aside
+            else:
+                code = 0 if list(send_many(child_events)) == [None] * 20 else 3
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 15
+    status = None
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child did not finish within 15 s")
+    assert status is not None
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert sorted(run_ids(consume(cluster, topic))) == sorted(e.run.runId for e in child_events)

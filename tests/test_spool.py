@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -751,22 +751,28 @@ CORRUPT = {
 
 
 @pytest.mark.parametrize("content", list(CORRUPT.values()), ids=list(CORRUPT))
-def test_a_corrupt_batch_is_quarantined_and_take_goes_on_to_the_next(spool_dir: Path, content: bytes) -> None:
+def test_a_corrupt_batch_is_quarantined_and_replay_goes_on_to_the_next(
+    spool_dir: Path, content: bytes
+) -> None:
     spool = Spool(spool_dir, BIG)
     backlog = SpoolBacklog(spool)
     corrupt = hand_made(spool_dir, content, count=2)
     good = make_event()
     spool.write([record(good)])
+    sent: list[Any] = []
 
-    batch = backlog.take()
-    assert batch is not None
-    assert run_ids(list(batch.events)) == [good.run.runId]
+    def deliver(events: Sequence[Any]) -> list[object]:
+        sent.extend(events)
+        return [None] * len(events)
+
+    drained = backlog.replay(deliver, 1, lambda: False)
+    assert (drained.batches, drained.delivered, drained.set_aside) == (1, 1, 2)
+    assert run_ids(sent) == [good.run.runId]
     assert (spool_dir / "quarantine" / corrupt.name).read_bytes() == content
     assert mode(spool_dir / "quarantine") == 0o700
     assert backlog.counts() == (2, 0)  # the records its name declares
 
-    batch.done(1)
-    assert backlog.take() is None  # never returned again
+    assert backlog.replay(lambda events: [None] * len(events), 1, lambda: False).batches == 0
     assert entries(spool_dir) == []
     assert backlog.counts() == (2, 0)
 
@@ -789,7 +795,7 @@ def test_a_batch_of_json_that_is_not_events_is_quarantined(spool_dir: Path) -> N
     spool = Spool(spool_dir, BIG)
     backlog = SpoolBacklog(spool)
     hand_made(spool_dir, b'42\n"text"\n', count=2)
-    assert backlog.take() is None
+    assert backlog.replay(lambda events: [None] * len(events), 1, lambda: False).batches == 0
     assert backlog.counts() == (2, 0)
 
 

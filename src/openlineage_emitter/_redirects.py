@@ -36,18 +36,24 @@ class _NoRedirectSession(requests.Session):
         kwargs["allow_redirects"] = False
         response = super().send(request, **kwargs)
         if 300 <= response.status_code < 400:
-            location = response.headers.get("Location")
-            target = urljoin(response.url or request.url or "", location) if location else "no Location"
-            response.close()
-            raise RedirectRefused(
-                mask_text(
-                    f"HTTP {response.status_code} redirect to {target} refused: lineage events are "
-                    "only sent to the configured URL; configure the final URL instead"
-                ),
-                response=response,
-                request=request,
-            )
+            raise refusal(response)
         return response
+
+
+def refusal(response: requests.Response) -> RedirectRefused:
+    """The error for a 3xx answer to a lineage POST (the response is closed: nothing more is read)."""
+    request = response.request
+    location = response.headers.get("Location")
+    target = urljoin(response.url or request.url or "", location) if location else "no Location"
+    response.close()
+    return RedirectRefused(
+        mask_text(
+            f"HTTP {response.status_code} redirect to {target} refused: lineage events are "
+            "only sent to the configured URL; configure the final URL instead"
+        ),
+        response=response,
+        request=request,
+    )
 
 
 def no_redirect_session() -> requests.Session:

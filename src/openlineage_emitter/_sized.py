@@ -45,23 +45,40 @@ class SizedSend:
         try:
             if first is not None and first.changed:
                 self._send(first.event)
-                self._warn.warn(
-                    "budget",
-                    "%s: an event of %d bytes is over %s = %d: sent without %d facet(s) (%s), %d bytes",
-                    self._name,
-                    first.original_bytes,
-                    KEY,
-                    self._budget,
-                    len(first.shed),
-                    ", ".join(first.shed),
-                    first.final_bytes,
-                )
+                self._warn_shed(first)
                 return Truncated("budget")
             return self._send(event)
         except Exception as exc:
             if classify(exc).dropped_as != "too_large":
                 raise
             return self._retry_smaller(event if body is None else body, first, exc)
+
+    def fit(self, event: Any) -> tuple[Any, Truncated | None]:
+        """``event`` as it is to be sent under the budget, and ``Truncated`` if facets were shed.
+
+        For senders that deliver several events at once (``_http_batch``): the same budget
+        per event as a single send; the 413 retry is theirs to make (one event at a time).
+        """
+        if not self._budget:
+            return event, None
+        first = shrink(_as_dict(event), self._budget, reason="budget")
+        if not first.changed:
+            return event, None
+        self._warn_shed(first)
+        return first.event, Truncated("budget")
+
+    def _warn_shed(self, shrunk: Shrunk) -> None:
+        self._warn.warn(
+            "budget",
+            "%s: an event of %d bytes is over %s = %d: sent without %d facet(s) (%s), %d bytes",
+            self._name,
+            shrunk.original_bytes,
+            KEY,
+            self._budget,
+            len(shrunk.shed),
+            ", ".join(shrunk.shed),
+            shrunk.final_bytes,
+        )
 
     def _retry_smaller(self, body: Any, first: Shrunk | None, refused: Exception) -> Truncated:
         """The backend answered 413: once more with every sheddable facet shed."""

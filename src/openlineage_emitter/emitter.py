@@ -20,9 +20,11 @@ from typing import Any, Protocol
 
 import tenacity
 
+from openlineage_emitter._batching import SendMany
 from openlineage_emitter._caller import TimedCaller
 from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter._ratelimit import RateLimitedLog
+from openlineage_emitter._replayer import Drained
 from openlineage_emitter._secrets import mask_text, masked_logger
 from openlineage_emitter.metrics import Metrics, Publisher
 from openlineage_emitter.retry import BreakerState, CircuitBreaker, classify
@@ -53,19 +55,6 @@ def clamp_wait_s(timeout_s: float) -> float:
     return min(float(timeout_s), _MAX_WAIT_S)
 
 
-class Batch(Protocol):
-    """Events taken from a backlog; ``done(n)``: the first ``n`` are finished with."""
-
-    @property
-    def events(self) -> Sequence[Any]: ...
-
-    def progress(self, consumed: int) -> None:
-        """The first ``consumed`` events are finished with: record it durably."""
-        ...
-
-    def done(self, consumed: int) -> None: ...
-
-
 class Backlog(Protocol):
     """Where undeliverable events go, and come back from (e.g. the spool)."""
 
@@ -73,10 +62,16 @@ class Backlog(Protocol):
         """Write events durably; returns (written, invalid: cannot be serialised at all)."""
         ...
 
-    def take(self) -> Batch | None: ...
-
-    def reject(self, events: Sequence[Any], reason: str) -> None:
-        """Set aside replayed events the backend refuses for good (a human looks at them)."""
+    def replay(
+        self,
+        send: SendMany,
+        chunk: int,
+        stop: Callable[[], bool],
+        on_progress: Callable[[Drained], object] | None = None,
+    ) -> Drained:
+        """Send (at most) one batch of it back through ``send``, ``chunk`` events per call,
+        asking ``stop()`` before each call and telling ``on_progress`` what each finished
+        (see ``_replayer``: events refused for good are set aside, not deleted)."""
         ...
 
     def counts(self) -> tuple[int, int]:
@@ -612,50 +607,43 @@ class ThreadEmitter:
         if probing and not self._breaker.allow():
             return False
         try:
-            batch = self._backlog.take()
+            drained = self._backlog.replay(self._replay_one, 1, self._replay_stops, self._count_replayed)
         except Exception:
             log.warning("%s: reading the spool failed", self._name, exc_info=True)
-            batch = None
-        if batch is None:
-            if probing:
-                self._breaker.abandon_probe()
+            drained = Drained()
+        if drained.unavailable is not None:
+            self._replay_not_before = time.monotonic() + self._settings.breaker_cooldown_s
+        elif not drained.batches:
             self._replay_not_before = time.monotonic() + BACKLOG_RESCAN_S
-            return False
-        consumed = 0
-        try:
-            for event in batch.events:
-                if self._queue or self._abort.is_set():
-                    break  # live events go first; the rest of the batch stays spooled
-                try:
-                    result = self._caller.call(
-                        event,
-                        self._settings.call_timeout_s,
-                        self._abort.is_set,
-                        while_waiting=self._while_waiting,
-                    )
-                except BaseException as exc:  # noqa: BLE001 - classified below
-                    if classify(exc).retryable:
-                        self._replay_not_before = time.monotonic() + self._settings.breaker_cooldown_s
-                        if probing:
-                            self._breaker.record_failure()
-                        break
-                    # Refused for good: kept aside for a human, never deleted unseen.
-                    self._backlog.reject([event], classify(exc).reason)
-                else:
-                    with self._lock:
-                        self._counters.replayed += 1
-                        if isinstance(result, Truncated):
-                            self._counters.truncated[result.reason] += 1
-                if probing:
-                    probing = False
-                    self._backend_answered()
-                consumed += 1
-                batch.progress(consumed)
-        finally:
-            if probing:  # the probe never ran (live events came first)
+        if probing:
+            if drained.answered:
+                self._backend_answered()
+            elif drained.unavailable is not None:
+                self._breaker.record_failure()
+            else:  # the probe never ran (no batch, or live events came first)
                 self._breaker.abandon_probe()
-            batch.done(consumed)
-        return consumed > 0
+        return drained.answered
+
+    def _count_replayed(self, step: Drained) -> None:
+        with self._lock:
+            self._counters.replayed += step.delivered
+            for reason in step.truncated:
+                self._counters.truncated[reason] += 1
+
+    def _replay_stops(self) -> bool:
+        """Asked before each replayed call: live events go first, and closing stops it."""
+        return bool(self._queue) or self._abort.is_set()
+
+    def _replay_one(self, events: Sequence[Any]) -> Sequence[object]:
+        """One attempt for one replayed event on the call thread (bounded like any call)."""
+        return [
+            self._caller.call(
+                events[0],
+                self._settings.call_timeout_s,
+                self._abort.is_set,
+                while_waiting=self._while_waiting,
+            )
+        ]
 
     # -- introspection -----------------------------------------------------------------
 

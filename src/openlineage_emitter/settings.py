@@ -29,6 +29,13 @@ def _parse_spool_dir(key: str, raw: object) -> str | None:
     return v.parse_optional_path(key, raw)
 
 
+def _parse_optional_text(key: str, raw: object) -> str | None:
+    """A piece of text as given (stripped); empty means unset."""
+    del key
+    text = "" if raw is None else str(raw).strip()
+    return text or None
+
+
 #: Calls to the inner transport that may still be running after being abandoned. A new
 #: call thread starts only while fewer are alive, so with the worker: 3 threads at most.
 MAX_ABANDONED_CALLS = 2
@@ -64,4 +71,19 @@ class EmitterSettings:
     #: Byte budget per event (its JSON); over it, facets are shed (see ``_size``). 0: none.
     max_event_bytes: int = setting(
         "emitter_max_event_bytes", 0, v.at_least(0, what="an integer number of bytes (0: no budget)")
+    )
+    #: http backends: deliver many events per request through the spec's batch endpoint
+    #: (``POST <endpoint>/batch``; see ``_http_batch``); off: one request per event.
+    http_batch: bool = setting("emitter_http_batch", False, v.is_bool)
+    #: The most bytes of event JSON one batch request carries (before any gzip); a batch
+    #: that would be larger is split, and an event larger than this alone goes alone.
+    http_batch_max_bytes: int = setting(
+        "emitter_http_batch_max_bytes", 1024 * 1024, v.at_least(1, what="an integer number of bytes")
+    )
+    #: The batch endpoint's path (or URL), when it is not the event endpoint + ``/batch``.
+    http_batch_endpoint: str | None = setting(
+        "emitter_http_batch_endpoint",
+        None,
+        attrs.validators.optional(attrs.validators.instance_of(str)),
+        parse=_parse_optional_text,
     )

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from openlineage_emitter._batching import SendMany, batch_sender_for
 from openlineage_emitter._caller import TimedCaller
+from openlineage_emitter._http_batch import DEFAULT_MAX_EVENTS
+from openlineage_emitter._replayer import Replayer
 from openlineage_emitter._safefs import UntrustedDirectoryError
 from openlineage_emitter._spool_location import locate
 from openlineage_emitter.cli.check import CheckFailed, build_transport
@@ -17,7 +21,8 @@ from openlineage_emitter.cli.client_config import NO_TRANSPORT, choose_transport
 from openlineage_emitter.config import load_config_with_sources
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.retry import classify
-from openlineage_emitter.spool import QuarantineError, Spool, SpoolError
+from openlineage_emitter.settings import EmitterSettings
+from openlineage_emitter.spool import Spool
 
 
 def run_replay(console: Console, spool_dir: str | None) -> int:
@@ -51,15 +56,14 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
         sender.transport.close(0)
         return fail(console, f"refusing the spool directory: {exc}")
     spool.reclaim_orphans()
-    # Synchronous per-event delivery (never an enqueue), so a batch is acked only once
-    # the backend answered for every record; with the sender's settings, which are a
-    # configured ThreadedTransport's own.
+    # Synchronous delivery (never an enqueue), so a batch is acked only once the backend
+    # answered for every record; with the sender's settings, which are a configured
+    # ThreadedTransport's own, its full retry policy included. Through the http batch
+    # endpoint when ``emitter_http_batch`` is on (``batch_sender_for``), else one by one.
     settings = sender.settings
-    caller = TimedCaller(sender.send, max_abandoned=1, name="openlineage-emitter-replay")
-    retrying = settings.retry.retrying()
+    many = batch_sender_for(sender.transport, settings)
+    send, chunk = _sending(sender.send, many, settings)
     _, total = spool.pending()
-    delivered = failed = 0
-    stopped = ""
     with Progress(
         TextColumn("replaying"),
         BarColumn(),
@@ -69,47 +73,21 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
         transient=True,
     ) as progress:
         task = progress.add_task("replay", total=total)
-        while not stopped:
-            claim = spool.claim()
-            if claim is None:
-                break
-            try:
-                records = claim.records()
-                events = [json.loads(r) for r in records]
-            except (SpoolError, ValueError) as exc:
-                try:
-                    claim.quarantine(str(exc)[:200])
-                    failed += claim.count
-                except QuarantineError as not_set_aside:  # left in the spool; go on with the rest
-                    fail(progress.console, str(not_set_aside))
-                progress.advance(task, claim.count)
-                continue
-            done = 0
-            for record, event in zip(records, events, strict=True):
-                try:
-                    retrying(caller.call, event, settings.call_timeout_s)
-                except Exception as exc:  # noqa: BLE001 - classified: stop or set aside
-                    verdict = classify(exc)
-                    if verdict.retryable:
-                        stopped = f"backend unavailable ({verdict.reason})"
-                        break
-                    try:
-                        spool.quarantine_records([record], verdict.reason)
-                        failed += 1
-                    except QuarantineError as not_set_aside:  # kept in the spool; go on with the rest
-                        fail(progress.console, str(not_set_aside))
-                else:
-                    delivered += 1
-                done += 1
-                claim.mark_done(done)  # durable: a killed replay re-sends at most this event
-                progress.advance(task)
-            if done < len(records):
-                claim.keep_from(records, done)
-            else:
-                claim.ack()
+        drained = Replayer(
+            spool,
+            send,
+            chunk=chunk,
+            retrying=settings.retry.retrying(),
+            on_error=lambda message: fail(progress.console, message),
+            on_progress=lambda step: progress.advance(task, step.delivered + step.rejected + step.set_aside),
+        ).drain()
     _, left = spool.pending()
-    failed = max(failed, spool.quarantined)  # also the damaged part of a batch whose intact events went
+    # Every record set aside: refused ones and the unreadable part of damaged batches.
+    failed = spool.quarantined
     left += spool.in_place_records  # not quarantined, still in the spool
+    delivered = drained.delivered
+    unavailable = drained.unavailable
+    stopped = f"backend unavailable ({classify(unavailable).reason})" if unavailable is not None else ""
     sender.transport.close(0)
     summary = f"delivered {delivered}, failed {failed} (quarantined), left {left}"
     console.print(
@@ -119,3 +97,20 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
         soft_wrap=True,
     )
     return 0 if left == 0 and failed == 0 else 1
+
+
+def _sending(
+    send: Callable[[Any], object], many: SendMany | None, settings: EmitterSettings
+) -> tuple[SendMany, int]:
+    """How replay sends (and how many events per call): each call bounded by the call timeout."""
+    if many is None:
+        one = TimedCaller(send, max_abandoned=1, name="openlineage-emitter-replay")
+        return (lambda events: [one.call(events[0], settings.call_timeout_s)]), 1
+    batch = TimedCaller(many, max_abandoned=1, name="openlineage-emitter-replay")
+
+    def send_many(events: Sequence[Any]) -> Sequence[object]:
+        outcomes = batch.call(events, settings.call_timeout_s)
+        assert isinstance(outcomes, Sequence)
+        return outcomes
+
+    return send_many, getattr(settings, "batch_max_events", DEFAULT_MAX_EVENTS)
