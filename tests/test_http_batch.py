@@ -125,6 +125,20 @@ def test_a_redirect_on_the_batch_path_is_refused_and_nothing_reaches_its_target(
     assert collector.batch_requests == 1  # never re-sent one by one
 
 
+def test_a_transport_built_elsewhere_does_not_follow_a_redirect_of_the_batch_path_either(
+    collector: Collector,
+) -> None:
+    """An HttpTransport with openlineage-python's own session (which follows redirects)."""
+    with Collector() as target:
+        collector.answer(Answer(status=302, location=f"{target.url}/elsewhere"))
+        transport = get_default_factory().create({"type": "http", "url": collector.url})
+        many = batch_sender_for(transport, ON)
+        assert many is not None
+        outcomes = many([make_event()])
+        assert target.received == []
+    assert isinstance(outcomes[0], RedirectRefused)
+
+
 def test_the_off_switch_and_other_transports_get_no_batch_sender(collector: Collector) -> None:
     assert batch_sender_for(http(collector.url), EmitterSettings()) is None
     console = get_default_factory().create({"type": "console"})

@@ -21,7 +21,7 @@ from rich.console import Console
 from openlineage_emitter import EmitterSettings, RetryPolicy, ThreadedTransport
 from openlineage_emitter._http_batch import forget_unsupported
 from openlineage_emitter._records import parse_records
-from openlineage_emitter._replayer import Drained, Replayer
+from openlineage_emitter._replayer import Drained, Replayer, Sending
 from openlineage_emitter.cli.replay import run_replay
 from openlineage_emitter.collector import Answer, Collector
 from openlineage_emitter.spool import Spool
@@ -201,7 +201,7 @@ class Backend:
 def test_progress_is_durable_after_every_call_and_a_failure_keeps_the_rest(spool_dir: Path) -> None:
     ids = fill(spool_dir, batches=1, per_batch=25)
     backend = Backend(fail_from=3)
-    drained = Replayer(Spool(spool_dir, BIG), backend, chunk=10).drain()
+    drained = Replayer(Spool(spool_dir, BIG), Sending(backend, chunk=10)).drain()
     assert backend.calls == [10, 10, 5]
     assert (drained.delivered, drained.batches) == (20, 1)
     assert isinstance(drained.unavailable, ConnectionError)
@@ -221,7 +221,7 @@ def test_stop_is_asked_before_every_call(spool_dir: Path) -> None:
         asked.append(len(backend.calls))
         return len(backend.calls) == 2
 
-    drained = Replayer(Spool(spool_dir, BIG), backend, chunk=2).drain(stop)
+    drained = Replayer(Spool(spool_dir, BIG), Sending(backend, chunk=2, stop=stop)).drain()
     assert asked == [0, 1, 2]
     assert (drained.delivered, drained.unavailable) == (4, None)
     assert Spool(spool_dir, BIG).pending() == (1, 2)
@@ -234,7 +234,7 @@ def test_each_step_is_reported_before_the_batch_leaves_the_spool(spool_dir: Path
     def progress(step: Drained) -> None:
         seen.append((step.delivered, left_in(spool_dir)))
 
-    Replayer(Spool(spool_dir, BIG), Backend(), chunk=2, on_progress=progress).drain()
+    Replayer(Spool(spool_dir, BIG), Sending(Backend(), chunk=2, on_progress=progress)).drain()
     assert [delivered for delivered, _ in seen] == [2, 1]
     assert all(files for _, files in seen)  # the batch was still there when counted
     assert left_in(spool_dir) == []
@@ -251,6 +251,6 @@ def test_a_retry_policy_retries_a_call_before_the_replay_stops(spool_dir: Path) 
         return [None] * len(events)
 
     retrying = RetryPolicy(attempts=2, initial_backoff_s=0.01, max_backoff_s=0.01).retrying()
-    drained = Replayer(Spool(spool_dir, BIG), flaky, chunk=2, retrying=retrying).drain()
+    drained = Replayer(Spool(spool_dir, BIG), Sending(flaky, chunk=2), retrying=retrying).drain()
     assert (drained.delivered, drained.unavailable) == (2, None)
     assert left_in(spool_dir) == []

@@ -29,6 +29,7 @@ from openlineage_emitter import BreakerState, EmitterSettings, RetryPolicy, Thre
 from openlineage_emitter._backlog import SpoolBacklog
 from openlineage_emitter._owner import current_owner, host_token, process_start
 from openlineage_emitter._records import frame, parse_records
+from openlineage_emitter._replayer import Sending
 from openlineage_emitter.collector import Answer, Collector, refusing_url
 from openlineage_emitter.spool import CLAIM_LEASE_S, Spool
 from tests.conftest import make_event, wait_until
@@ -765,14 +766,14 @@ def test_a_corrupt_batch_is_quarantined_and_replay_goes_on_to_the_next(
         sent.extend(events)
         return [None] * len(events)
 
-    drained = backlog.replay(deliver, 1, lambda: False)
+    drained = backlog.replay(Sending(deliver))
     assert (drained.batches, drained.delivered, drained.set_aside) == (1, 1, 2)
     assert run_ids(sent) == [good.run.runId]
     assert (spool_dir / "quarantine" / corrupt.name).read_bytes() == content
     assert mode(spool_dir / "quarantine") == 0o700
     assert backlog.counts() == (2, 0)  # the records its name declares
 
-    assert backlog.replay(lambda events: [None] * len(events), 1, lambda: False).batches == 0
+    assert backlog.replay(Sending(lambda events: [None] * len(events))).batches == 0
     assert entries(spool_dir) == []
     assert backlog.counts() == (2, 0)
 
@@ -795,7 +796,7 @@ def test_a_batch_of_json_that_is_not_events_is_quarantined(spool_dir: Path) -> N
     spool = Spool(spool_dir, BIG)
     backlog = SpoolBacklog(spool)
     hand_made(spool_dir, b'42\n"text"\n', count=2)
-    assert backlog.replay(lambda events: [None] * len(events), 1, lambda: False).batches == 0
+    assert backlog.replay(Sending(lambda events: [None] * len(events))).batches == 0
     assert backlog.counts() == (2, 0)
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from openlineage.client.serde import Serde
 
-from openlineage_emitter._batching import SendMany
-from openlineage_emitter._replayer import Drained, Replayer
+from openlineage_emitter._replayer import Drained, Replayer, Sending
 from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter.spool import Spool
 
@@ -35,16 +34,9 @@ class SpoolBacklog:
         invalid = len(events) - len(records)
         return (len(records) if self.spool.write(records) else 0), invalid
 
-    def replay(
-        self,
-        send: SendMany,
-        chunk: int,
-        stop: Callable[[], bool],
-        on_progress: Callable[[Drained], object] | None = None,
-    ) -> Drained:
-        """Replay (at most) one batch with the one replay loop (``_replayer``): one attempt
-        per call, ``stop()`` asked before each, ``on_progress`` told what each call finished."""
-        return Replayer(self.spool, send, chunk=chunk, on_progress=on_progress).drain(stop, max_batches=1)
+    def replay(self, sending: Sending) -> Drained:
+        """At most one batch, through the one replay loop (``_replayer``), one attempt per call."""
+        return Replayer(self.spool, sending).drain(max_batches=1)
 
     def counts(self) -> tuple[int, int]:
         return self.spool.quarantined, self.spool.evicted

@@ -164,11 +164,13 @@ def kafka_message_key(event: Mapping[str, Any]) -> str | None:
     return None
 
 
-#: How long one ``flush`` serving delivery reports may block. ``flush`` returns early only
-#: once every message in the producer is settled; with other calls (lanes) producing into
-#: the same producer meanwhile it rarely is, so a call may wait up to one slice longer than
-#: its own reports need.
-_SERVE_SLICE_S = 0.005
+#: How long one ``flush`` serving delivery reports may block: from the first to the last,
+#: growing with the wait. ``flush`` returns early only once every message in the producer
+#: is settled; with other calls (lanes) producing into the same producer meanwhile it
+#: rarely is, so a call may wait up to one slice longer than its own reports need: short
+#: while reports come fast, longer (fewer scans of the pending messages) when the broker
+#: is slow to answer.
+_SERVE_SLICES_S = (0.005, 0.05)
 
 
 class KafkaDeliveryTimeout(TimeoutError):
@@ -373,17 +375,21 @@ class KafkaDelivery:
         pending = produced
         if fatal is not None:
             self._stop(producer)
+        started = time.monotonic()
+        first_s, last_s = _SERVE_SLICES_S
         while pending:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 break
+            slice_s = min(remaining, last_s, max(first_s, (now - started) / 10))
             try:
                 # flush, not poll: it sends at once, whatever linger.ms, and serves delivery
                 # reports (ours, another call's, which set only their own) and librdkafka's
                 # queued log lines. It raises a fatal error before serving the reports that
                 # came with it; after one, poll only serves the rest.
                 serve = producer.flush if fatal is None else producer.poll
-                serve(min(remaining, _SERVE_SLICE_S))
+                serve(slice_s)
             except self._ck.KafkaException as exc:
                 if not _fatal(exc):
                     raise
@@ -391,11 +397,14 @@ class KafkaDelivery:
                     break  # raised again: serve no more, the rest is produced anew
                 fatal = exc.args[0]
                 self._stop(producer)
+            still = []
             for m in pending:
-                if fatal is None and m.reported and m.error is not None and _fatal(m.error):
+                if not m.reported:
+                    still.append(m)
+                elif fatal is None and m.error is not None and _fatal(m.error):
                     fatal = m.error
                     self._stop(producer)
-            pending = [m for m in pending if not m.reported]
+            pending = still
         if pending:
             # Never sent by now: purge them, so that they cannot be delivered after their
             # retry (in flight ones cannot be recalled: at-least-once).

@@ -65,30 +65,36 @@ def _log_error(message: str) -> None:
     log.error("%s", message)
 
 
+@attrs.frozen
+class Sending:
+    """How a caller replays: through ``send``, ``chunk`` events per call, asking ``stop()``
+    before each call and telling ``on_progress`` what each step finished with (before the
+    spool forgets it: counted before it leaves the directory)."""
+
+    send: SendMany
+    chunk: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    stop: Callable[[], bool] = _never
+    on_progress: Callable[[Drained], object] | None = None
+
+
 class Replayer:
-    """Replays a spool through ``send``; see the module docstring."""
+    """Replays a spool as ``sending`` says; see the module docstring."""
 
     def __init__(
         self,
         spool: Spool,
-        send: SendMany,
+        sending: Sending,
         *,
-        chunk: int = 1,
         retrying: tenacity.Retrying | None = None,
         on_error: Callable[[str], object] = _log_error,
-        on_progress: Callable[[Drained], object] | None = None,
     ) -> None:
         self._spool = spool
-        self._send = send
-        self._chunk = max(1, chunk)
+        self._sending = sending
         self._retrying = retrying
         #: Told (without a traceback) what could not be set aside: it stays in the spool.
         self._on_error = on_error
-        #: Told what each step finished with (a call's events, or a batch set aside whole),
-        #: before the spool forgets them: counted before they leave the directory.
-        self._on_progress = on_progress
 
-    def drain(self, stop: Callable[[], bool] = _never, *, max_batches: int | None = None) -> Drained:
+    def drain(self, *, max_batches: int | None = None) -> Drained:
         """Replay batch after batch until the spool is empty, ``stop()``, a retryable
         failure, or ``max_batches`` batches were replayed."""
         drained = Drained()
@@ -98,7 +104,7 @@ class Replayer:
                 break
             claim, records, events = taken
             drained.batches += 1
-            finished = self._replay(claim, records, events, stop, drained)
+            finished = self._replay(claim, records, events, drained)
             claim.keep_from(records, finished)
             if finished < len(records):
                 break  # stopped, or the backend is unavailable
@@ -124,18 +130,11 @@ class Replayer:
             return claim, records, events
         return None
 
-    def _replay(
-        self,
-        claim: Claim,
-        records: list[bytes],
-        events: list[Any],
-        stop: Callable[[], bool],
-        drained: Drained,
-    ) -> int:
+    def _replay(self, claim: Claim, records: list[bytes], events: list[Any], drained: Drained) -> int:
         """Send the batch's events; returns how many of its records are finished with."""
         finished = 0
-        while finished < len(records) and not stop():
-            end = min(finished + self._chunk, len(records))
+        while finished < len(records) and not self._sending.stop():
+            end = min(finished + self._sending.chunk, len(records))
             outcomes = self._call(events[finished:end])
             step = Drained()
             refused: dict[str, list[bytes]] = {}
@@ -174,7 +173,7 @@ class Replayer:
             return [exc] * len(events)
 
     def _attempt(self, events: Sequence[Any]) -> Sequence[object]:
-        outcomes = self._send(events)
+        outcomes = self._sending.send(events)
         first = outcomes[0] if outcomes else None
         if isinstance(first, BaseException) and classify(first).retryable:
             raise first  # the retry policy decides: this call made no progress
@@ -187,5 +186,6 @@ class Replayer:
             self._on_error(str(exc))
 
     def _progress(self, step: Drained) -> None:
-        if self._on_progress is not None and step.delivered + step.rejected + step.set_aside:
-            self._on_progress(step)
+        on_progress = self._sending.on_progress
+        if on_progress is not None and step.delivered + step.rejected + step.set_aside:
+            on_progress(step)

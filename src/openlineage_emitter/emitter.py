@@ -30,7 +30,7 @@ from openlineage_emitter._batching import SendMany
 from openlineage_emitter._caller import AbandonedCalls, TimedCaller
 from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter._ratelimit import RateLimitedLog
-from openlineage_emitter._replayer import Drained
+from openlineage_emitter._replayer import Drained, Sending
 from openlineage_emitter._secrets import mask_text, masked_logger
 from openlineage_emitter.metrics import Metrics, Publisher
 from openlineage_emitter.retry import BreakerState, CircuitBreaker, classify
@@ -68,16 +68,9 @@ class Backlog(Protocol):
         """Write events durably; returns (written, invalid: cannot be serialised at all)."""
         ...
 
-    def replay(
-        self,
-        send: SendMany,
-        chunk: int,
-        stop: Callable[[], bool],
-        on_progress: Callable[[Drained], object] | None = None,
-    ) -> Drained:
-        """Send (at most) one batch of it back through ``send``, ``chunk`` events per call,
-        asking ``stop()`` before each call and telling ``on_progress`` what each finished
-        (see ``_replayer``: events refused for good are set aside, not deleted)."""
+    def replay(self, sending: Sending) -> Drained:
+        """Send (at most) one batch of it back as ``sending`` says (see ``_replayer``:
+        events refused for good are set aside, not deleted)."""
         ...
 
     def counts(self) -> tuple[int, int]:
@@ -749,7 +742,9 @@ class ThreadEmitter:
         if probing and not self._breaker.allow():
             return False
         try:
-            drained = self._backlog.replay(self._replay_one, 1, self._replay_stops, self._count_replayed)
+            drained = self._backlog.replay(
+                Sending(self._replay_one, 1, self._replay_stops, self._count_replayed)
+            )
         except Exception:
             log.warning("%s: reading the spool failed", self._name, exc_info=True)
             drained = Drained()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import attrs
 from openlineage.client.transport import get_default_factory
@@ -36,6 +36,9 @@ from openlineage_emitter.retry import RetryPolicy
 from openlineage_emitter.settings import SPOOL_OFF, EmitterSettings
 from openlineage_emitter.spool import Spool
 from openlineage_emitter.stats import EmitterStats
+
+if TYPE_CHECKING:  # typing.Unpack is 3.11+; only the type checker reads it here
+    from typing import Unpack
 
 log = masked_logger(__name__)
 
@@ -177,6 +180,14 @@ def inner_config(inner: Mapping[str, Any], settings: EmitterSettings) -> dict[st
     return config
 
 
+class Wiring(TypedDict, total=False):
+    """Where a ThreadedTransport reports, beside its config: with ``metrics`` (e.g. Airflow's
+    ``Stats``) its emitter publishes ``ol.emitter.*``, tagged ``transport`` and ``metric_tags``."""
+
+    metrics: Metrics | None
+    metric_tags: Mapping[str, str] | None
+
+
 class ThreadedTransport(Transport):
     """Enqueue on ``emit``; deliver through the wrapped transport on ``emitter_lanes`` daemon
     threads (events of one run always on the same one, in order; see ``_lanes``).
@@ -197,10 +208,9 @@ class ThreadedTransport(Transport):
         self,
         config: ThreadedTransportConfig,
         inner: Transport | None = None,
-        *,
-        metrics: Metrics | None = None,
-        metric_tags: Mapping[str, str] | None = None,
+        **wiring: Unpack[Wiring],
     ) -> None:
+        metrics, metric_tags = wiring.get("metrics"), wiring.get("metric_tags")
         self.threaded_config = config
         self.inner: Transport = inner or get_default_factory().create(
             inner_config(config.inner, config.settings)
@@ -250,15 +260,14 @@ class ThreadedTransport(Transport):
         inner: Transport,
         settings: EmitterSettings | None = None,
         *,
-        metrics: Metrics | None = None,
-        metric_tags: Mapping[str, str] | None = None,
         default_spool_dir: str | None = None,
+        **wiring: Unpack[Wiring],
     ) -> ThreadedTransport:
         """Wrap an already built transport (e.g. the one an OpenLineage client made).
 
         An ``HttpTransport``'s own urllib3 retries are switched off here too, and it no
         longer follows redirects (see ``_redirects``). With
-        ``metrics`` (e.g. Airflow's ``Stats``) the emitter publishes ``ol.emitter.*``.
+        ``metrics`` (e.g. Airflow's ``Stats``, see :class:`Wiring`) the emitter publishes ``ol.emitter.*``.
         A ``KafkaTransport``'s producer is rebuilt on first use with ThreadedTransport's
         producer defaults (``kafka_producer_config``). ``settings`` and
         ``default_spool_dir``: as for :meth:`wrap`.
@@ -274,7 +283,7 @@ class ThreadedTransport(Transport):
             settings=settings or load_config().emitter,
             default_spool_dir=default_spool_dir,
         )
-        return cls(config, inner, metrics=metrics, metric_tags=metric_tags)
+        return cls(config, inner, **wiring)
 
     @property
     def config(self) -> Any:

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from openlineage_emitter._batching import SendMany, batch_sender_for
 from openlineage_emitter._caller import TimedCaller
 from openlineage_emitter._http_batch import DEFAULT_MAX_EVENTS
-from openlineage_emitter._replayer import Replayer
+from openlineage_emitter._replayer import Replayer, Sending
 from openlineage_emitter._safefs import UntrustedDirectoryError
 from openlineage_emitter._spool_location import locate
 from openlineage_emitter.cli.check import CheckFailed, build_transport
@@ -75,11 +75,15 @@ def run_replay(console: Console, spool_dir: str | None) -> int:
         task = progress.add_task("replay", total=total)
         drained = Replayer(
             spool,
-            send,
-            chunk=chunk,
+            Sending(
+                send,
+                chunk,
+                on_progress=lambda step: progress.advance(
+                    task, step.delivered + step.rejected + step.set_aside
+                ),
+            ),
             retrying=settings.retry.retrying(),
             on_error=lambda message: fail(progress.console, message),
-            on_progress=lambda step: progress.advance(task, step.delivered + step.rejected + step.set_aside),
         ).drain()
     _, left = spool.pending()
     # Every record set aside: refused ones and the unreadable part of damaged batches.
