@@ -15,7 +15,7 @@ import pytest
 from openlineage.client.event_v2 import DatasetEvent, Job, JobEvent, RunState, StaticDataset
 from openlineage.client.serde import Serde
 
-from openlineage_emitter import EmitterSettings, RetryPolicy, ThreadedTransport
+from openlineage_emitter import EmitterSettings, Overflow, RetryPolicy, ThreadedTransport
 from openlineage_emitter._lanes import lane_key
 from openlineage_emitter.collector import Answer, Collector
 from openlineage_emitter.settings import max_threads
@@ -182,17 +182,39 @@ def test_a_lanes_worker_starts_on_its_first_event(
 # -- queue, flush, close -----------------------------------------------------------------
 
 
-def test_the_queue_size_is_split_between_the_lanes(make_transport: MakeTransport) -> None:
+def test_the_queue_size_bounds_all_lanes_together_and_one_run_may_use_it_all(
+    make_transport: MakeTransport,
+) -> None:
     with Collector(Answer(hang=True)) as hung:
         transport = make_transport(hung.url, EmitterSettings(lanes=4, queue_size=8, call_timeout_s=30))
-        run = make_event().run.runId
-        transport.emit(make_event(RunState.START, run))
+        runs = run_ids_on_distinct_lanes(4, 2)
+        transport.emit(make_event(RunState.START, runs[0]))
         assert wait_until(lambda: transport.stats().in_flight == 1)
-        for _ in range(4):
-            transport.emit(make_event(RunState.RUNNING, run))
-        # One run, one lane: its share of the 8 is 2.
+        for _ in range(6):  # one run, one lane: 6 of the 8
+            transport.emit(make_event(RunState.RUNNING, runs[0]))
+        transport.emit(make_event(RunState.START, runs[1]))  # in flight on its own lane
+        assert wait_until(lambda: transport.stats().in_flight == 2)
+        for _ in range(3):  # 2 more fit, in all lanes together
+            transport.emit(make_event(RunState.RUNNING, runs[1]))
         stats = transport.stats()
-        assert (stats.queue_depth, stats.dropped["queue_full"]) == (2, 2)
+        assert (stats.queue_depth, stats.in_flight, stats.dropped["queue_full"]) == (8, 2, 1)
+
+
+def test_drop_oldest_evicts_from_the_longest_lane_when_the_new_events_lane_is_empty(
+    make_transport: MakeTransport,
+) -> None:
+    with Collector(Answer(hang=True)) as hung:
+        settings = EmitterSettings(lanes=4, queue_size=3, call_timeout_s=30, overflow=Overflow.DROP_OLDEST)
+        transport = make_transport(hung.url, settings)
+        first, second = run_ids_on_distinct_lanes(4, 2)
+        for state in (RunState.START, RunState.RUNNING, RunState.RUNNING, RunState.COMPLETE):
+            transport.emit(make_event(state, first))  # 1 in flight, 3 queued: full
+        assert wait_until(lambda: transport.stats().in_flight == 1)
+        transport.emit(make_event(RunState.START, second))
+        # The first run's oldest queued event made room; the second run's START is sent.
+        assert wait_until(lambda: transport.stats().in_flight == 2)
+        stats = transport.stats()
+        assert (stats.queue_depth, stats.dropped["queue_full"]) == (2, 1)
 
 
 def test_flush_waits_for_every_lane_within_one_deadline(make_transport: MakeTransport) -> None:

@@ -54,7 +54,7 @@ def lane_key(event: Any) -> int:
 
 class Lanes:
     """The ``ThreadEmitter`` API (``submit``/``flush``/``close``/``stats``/``settings``) over
-    ``settings.lanes`` lanes; ``emitter_queue_size`` is the total, split between them.
+    ``settings.lanes`` lanes; ``emitter_queue_size`` bounds the events queued on all of them.
 
     A lane's worker starts on its first event; the replaying lane (lane 0, with a
     backlog) on the first event of any lane, as a lone emitter's worker does.
@@ -78,10 +78,8 @@ class Lanes:
         self._metrics = metrics
         self._metric_tags = dict(metric_tags or {})
         self._shared = Shared.new(settings, metrics, self._metric_tags)
-        # Never more lanes than queue slots: each lane holds at least one event, and the
-        # lanes together exactly emitter_queue_size.
-        count = min(settings.lanes, settings.queue_size)
-        share, extra = divmod(settings.queue_size, count)
+        count = settings.lanes
+        share = max(1, settings.queue_size // count)
         self._lanes = [
             ThreadEmitter(
                 send,
@@ -91,7 +89,7 @@ class Lanes:
                 metrics=metrics,
                 metric_tags=self._metric_tags,
                 send_many=send_many,
-                lane=LaneOf(i, share + (i < extra), i == 0, self._current_shared, self.stats),
+                lane=LaneOf(i, share, i == 0, self._current_shared, self.stats),
             )
             for i in range(count)
         ]

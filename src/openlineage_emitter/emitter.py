@@ -41,8 +41,8 @@ log = masked_logger(__name__)
 
 _Item = tuple[Any, float]  # (event, monotonic submit time)
 
-#: Events refused by a full queue held (at most) for the worker to spill: at least this
-#: many, so a burst while a call hangs reaches the disk instead of being dropped.
+#: Events refused by a full queue held (at most) for a lane to spill: at least this many,
+#: so a burst while a call hangs reaches the disk instead of being dropped.
 MIN_OVERFLOW_HELD = 1024
 
 #: Seconds between looks for new backlog batches (other processes may spill) while idle.
@@ -96,6 +96,11 @@ class Shared:
     replay_not_before: float = 0.0
     #: The replaying lane's wake-up: other lanes ring it when ``replay_not_before`` changes.
     replay_wake: threading.Event = attrs.field(factory=threading.Event)
+    #: Every lane's queue, and how many events they hold together (under ``lock``):
+    #: ``emitter_queue_size`` bounds the total, not each lane, so that runs hashed
+    #: unevenly onto lanes are not refused while the emitter has room.
+    queues: list[deque[_Item]] = attrs.field(factory=list)
+    queued: int = 0
 
     @classmethod
     def new(
@@ -117,7 +122,7 @@ class LaneOf:
     re-initialises it after fork (the lane registers no hooks of its own)."""
 
     index: int
-    queue_size: int  #: this lane's share of ``emitter_queue_size``
+    share: int  #: its share of ``emitter_queue_size``: how many refused events it holds to spill
     replays: bool  #: the one lane that replays the backlog: one replay, in spool order
     shared: Callable[[], Shared]  #: the owner's shared parts (new ones after fork)
     stats: Callable[[], EmitterStats]  #: the whole emitter's stats, for the publisher
@@ -158,7 +163,9 @@ class ThreadEmitter:
         self._settings = settings or EmitterSettings()
         self._name = name
         self._thread_name = name if lane is None else f"{name}:lane{lane.index}"
-        self._queue_size = self._settings.queue_size if lane is None else lane.queue_size
+        #: Events refused by a full queue held (at most) for the worker to spill: at least
+        #: ``MIN_OVERFLOW_HELD``, so a burst while a call hangs reaches the disk.
+        self._held_max = max(self._settings.queue_size if lane is None else lane.share, MIN_OVERFLOW_HELD)
         self._replays = lane is None or lane.replays
         self._whole_stats = self.stats if lane is None else lane.stats
         self._backlog = backlog
@@ -185,6 +192,7 @@ class ThreadEmitter:
         self._lock = shared.lock
         self._drained = threading.Condition(self._lock)
         self._queue: deque[_Item] = deque()
+        shared.queues.append(self._queue)
         self._overflow: deque[Any] = deque()  # refused events waiting to be spilled
         #: The events the worker is sending (one, or a batch) and which of them are not
         #: settled yet (in flight): close() may settle them while the call runs.
@@ -247,15 +255,18 @@ class ThreadEmitter:
                 if self._closed:
                     self._counters.dropped["closed"] += 1
                     refused = "closed"
-                elif len(self._queue) >= self._queue_size:
+                elif self._shared.queued >= self._settings.queue_size:
                     if self._settings.overflow is Overflow.DROP_NEWEST:
                         overflowed, refused = event, "queue_full"
                     else:
-                        overflowed = self._queue.popleft()[0]
+                        # The oldest of this lane, or of the longest lane if this one is empty.
+                        oldest = self._queue or max(self._shared.queues, key=len)
+                        overflowed = oldest.popleft()[0]
                         self._queue.append(item)
                     dropped = not self._overflowed(overflowed)
                 else:
                     self._queue.append(item)
+                    self._shared.queued += 1
             if refused == "closed":
                 self._warn.warn("closed", "%s is closed; event dropped", self._name)
                 return False
@@ -273,7 +284,7 @@ class ThreadEmitter:
     def _overflowed(self, event: Any) -> bool:
         """Under the lock: keep an event the full queue refused for spilling; False if dropped."""
         # The caller never touches the disk: with a backlog the worker spills it.
-        if self._backlog is not None and len(self._overflow) < max(self._queue_size, MIN_OVERFLOW_HELD):
+        if self._backlog is not None and len(self._overflow) < self._held_max:
             self._overflow.append(event)
             return True
         self._counters.dropped["queue_full"] += 1
@@ -282,12 +293,11 @@ class ThreadEmitter:
     def _warn_queue_full(self) -> None:
         self._warn.warn(
             "queue_full",
-            "%s queue is full (%d events%s); dropping events (overflow policy %s). The backend is "
+            "%s queue is full (%d events); dropping events (overflow policy %s). The backend is "
             "slower than the event rate: raise emitter_queue_size, set emitter_spool_dir, or check "
             "the backend.",
             self._name,
-            self._queue_size,
-            "" if self._lane is None else f", this run's lane's share of {self._settings.queue_size}",
+            self._settings.queue_size,
             self._settings.overflow.value,
         )
 
@@ -372,6 +382,7 @@ class ThreadEmitter:
         """After the drain: spill (or drop) what is still pending, abandon the call in flight."""
         with self._lock:
             left = [event for event, _ in self._queue] + list(self._overflow)
+            self._shared.queued -= len(self._queue)
             self._queue.clear()
             self._overflow.clear()
             # Settled here, spilled with the rest: the abandoned call may still land,
@@ -488,8 +499,11 @@ class ThreadEmitter:
         if not queue:
             return []
         if self._send_many is None:
+            self._shared.queued -= 1
             return [queue.popleft()]
-        return [queue.popleft() for _ in range(min(len(queue), self._settings.batch_max_events))]
+        taken = min(len(queue), self._settings.batch_max_events)
+        self._shared.queued -= taken
+        return [queue.popleft() for _ in range(taken)]
 
     def _call(self, job: Any) -> object:
         """On the call thread, with a ``SendMany``: a batch through it, a lone event (replay) by ``send``."""
@@ -523,6 +537,7 @@ class ThreadEmitter:
                 # Spill everything queued behind it as one batch: one file, not one per event.
                 with self._lock:
                     behind = [queued for queued, _ in self._queue]
+                    self._shared.queued -= len(self._queue)
                     self._queue.clear()
                     self._spilling += len(behind)
                 self._spill(behind, "breaker_open")

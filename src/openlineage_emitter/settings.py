@@ -87,7 +87,7 @@ class EmitterSettings:
         "emitter_max_event_bytes", 0, v.at_least(0, what="an integer number of bytes (0: no budget)")
     )
     #: Delivery lanes: calls in flight at once. Events of one run always take the same lane,
-    #: so a run's events stay in order; ``emitter_queue_size`` is split between the lanes.
+    #: so a run's events stay in order; ``emitter_queue_size`` bounds all lanes together.
     lanes: int = setting("emitter_lanes", 8, v.between(1, MAX_LANES, what="an integer"))
     #: Events a lane hands a many-at-once sender (Kafka, the HTTP batch endpoint) per call.
     batch_max_events: int = setting("emitter_batch_max_events", 100, v.between(1, 10_000, what="an integer"))
