@@ -414,7 +414,8 @@ def test_a_spooled_event_is_shrunk_on_replay_after_a_413(
 
         assert wait_until(lambda: transport.stats().replayed == 1, 10)
 
-        assert [r.status for r in collector.received] == [200, 413, 200]
+        # The live event and the replay run on different lanes: in either order.
+        assert sorted(r.status for r in collector.received) == [200, 200, 413]
         assert dict(transport.stats().truncated) == {"budget": 0, "too_large": 1}
 
 
