@@ -546,14 +546,19 @@ def test_a_non_retryable_kafka_error_drops_only_that_event(
     transport.emit(make_event())
     assert transport.flush(5)
     bad = make_event()
+    good = make_event()
     if where == "broker":
+        # The next produce request is refused, whatever messages it carries: the good
+        # event is sent once the bad one's request was answered.
         cluster.push_produce_errors([MSG_SIZE_TOO_LARGE])
-    else:  # refused by produce() itself, before anything is sent
+        transport.emit(bad)
+        assert wait_until(lambda: transport.stats().dropped_total == 1)
+        transport.emit(good)
+    else:  # refused by produce() itself, before anything is sent; the good one alongside
         assert bad.run.facets is not None
         bad.run.facets["big"] = {"_producer": PRODUCER, "_schemaURL": PRODUCER, "blob": "x" * 20_000}  # type: ignore[assignment]
-    good = make_event()
-    transport.emit(bad)
-    transport.emit(good)
+        transport.emit(bad)
+        transport.emit(good)
     # Waited on the counts, not on flush()'s return: with lanes, the bad event's lane may
     # drop it before a flush starts (then nothing pending at that flush was lost).
     assert wait_until(lambda: transport.stats().delivered + transport.stats().dropped_total == 3)
