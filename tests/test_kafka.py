@@ -1048,3 +1048,24 @@ def test_replay_cli_sends_spooled_events_many_at_once_keyed_as_live_ones(
     for record in records:
         assert record.key == upstream_key(by_id[(record.event["run"]["runId"], record.event["eventType"])])
     assert_per_run_order(records, sent)
+
+
+def test_threaded_transport_keeps_many_messages_in_flight(
+    cluster: MockCluster, topic: str, make_transport: MakeTransport
+) -> None:
+    transport = make_transport(EmitterSettings(call_timeout_s=10, retry=FAST_RETRY, lanes=1))
+    transport.emit(make_event(job="warm-up"))
+    assert transport.flush(10)
+    cluster.broker_rtt(100)
+    sent = run_pairs(100)
+    start = time.monotonic()
+    for event in sent:
+        transport.emit(event)
+    assert transport.flush(15)
+    elapsed = time.monotonic() - start
+    cluster.reset()
+    assert elapsed < 5.0  # one lane, one event per round trip: 20 s
+    assert transport.stats().delivered == len(sent) + 1
+    records = run_records(consume(cluster, topic))
+    assert len(records) == len(sent)
+    assert_per_run_order(records, sent)
