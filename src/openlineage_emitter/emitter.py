@@ -748,7 +748,10 @@ class ThreadEmitter:
                 Sending(self._replay_one, 1, self._replay_stops, self._count_replayed)
                 if self._send_many is None
                 else Sending(
-                    self._replay_many, self._settings.batch_max_events, self._replay_stops, self._count_replayed
+                    self._replay_many,
+                    self._settings.batch_max_events,
+                    self._replay_stops,
+                    self._count_replayed,
                 )
             )
             drained = self._backlog.replay(sending)
