@@ -289,3 +289,8 @@ def test_retries_are_counted(make_emitter: MakeEmitter) -> None:
         assert (stats.delivered, stats.retried, stats.failed) == (1, 2, 0)
     finally:
         emitter.close(1)
+
+
+def test_a_misspelt_option_is_a_type_error_as_for_any_signature() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'close_at_exti'"):
+        ThreadEmitter(lambda _e: None, EmitterSettings(), close_at_exti=False)  # type: ignore[call-arg]

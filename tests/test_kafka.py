@@ -546,14 +546,19 @@ def test_a_non_retryable_kafka_error_drops_only_that_event(
     transport.emit(make_event())
     assert transport.flush(5)
     bad = make_event()
+    good = make_event()
     if where == "broker":
+        # The next produce request is refused, whatever messages it carries: the good
+        # event is sent once the bad one's request was answered.
         cluster.push_produce_errors([MSG_SIZE_TOO_LARGE])
-    else:  # refused by produce() itself, before anything is sent
+        transport.emit(bad)
+        assert wait_until(lambda: transport.stats().dropped_total == 1)
+        transport.emit(good)
+    else:  # refused by produce() itself, before anything is sent; the good one alongside
         assert bad.run.facets is not None
         bad.run.facets["big"] = {"_producer": PRODUCER, "_schemaURL": PRODUCER, "blob": "x" * 20_000}  # type: ignore[assignment]
-    good = make_event()
-    transport.emit(bad)
-    transport.emit(good)
+        transport.emit(bad)
+        transport.emit(good)
     # Waited on the counts, not on flush()'s return: with lanes, the bad event's lane may
     # drop it before a flush starts (then nothing pending at that flush was lost).
     assert wait_until(lambda: transport.stats().delivered + transport.stats().dropped_total == 3)
@@ -1042,4 +1047,25 @@ def test_replay_cli_sends_spooled_events_many_at_once_keyed_as_live_ones(
     by_id = {(e.run.runId, str(e.eventType and e.eventType.value)): e for e in sent}
     for record in records:
         assert record.key == upstream_key(by_id[(record.event["run"]["runId"], record.event["eventType"])])
+    assert_per_run_order(records, sent)
+
+
+def test_threaded_transport_keeps_many_messages_in_flight(
+    cluster: MockCluster, topic: str, make_transport: MakeTransport
+) -> None:
+    transport = make_transport(EmitterSettings(call_timeout_s=10, retry=FAST_RETRY, lanes=1))
+    transport.emit(make_event(job="warm-up"))
+    assert transport.flush(10)
+    cluster.broker_rtt(100)
+    sent = run_pairs(100)
+    start = time.monotonic()
+    for event in sent:
+        transport.emit(event)
+    assert transport.flush(15)
+    elapsed = time.monotonic() - start
+    cluster.reset()
+    assert elapsed < 5.0  # one lane, one event per round trip: 20 s
+    assert transport.stats().delivered == len(sent) + 1
+    records = run_records(consume(cluster, topic))
+    assert len(records) == len(sent)
     assert_per_run_order(records, sent)

@@ -13,7 +13,13 @@ from openlineage.client import OpenLineageClient
 from openlineage.client.event_v2 import RunState
 from openlineage.client.transport.http import HttpTransport
 
-from openlineage_emitter import BreakerState, EmitterSettings, RetryPolicy, ThreadedTransport
+from openlineage_emitter import (
+    BreakerState,
+    EmitterSettings,
+    RetryPolicy,
+    ThreadedTransport,
+    ThreadedTransportConfig,
+)
 from openlineage_emitter.collector import Answer, Collector, refusing_url
 from tests.conftest import emitter_threads, make_event, wait_until
 
@@ -391,3 +397,9 @@ def test_sender_for_a_threaded_transport_delivers_instead_of_queueing(make_trans
     with pytest.raises(requests.ConnectionError):
         send(make_event())
     assert transport.stats().submitted == 0
+
+
+def test_a_misspelt_wiring_keyword_is_a_type_error_as_for_any_signature() -> None:
+    config = ThreadedTransportConfig(inner={"type": "console"}, settings=EmitterSettings())
+    with pytest.raises(TypeError, match="unexpected keyword argument 'metrcs'"):
+        ThreadedTransport(config, metrcs=None)  # type: ignore[call-arg]

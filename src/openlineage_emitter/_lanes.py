@@ -12,26 +12,25 @@ and counters (one consistent ``stats()``), one breaker, one cap on abandoned cal
 from __future__ import annotations
 
 import atexit
-import time
 import weakref
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from openlineage_emitter._batching import SendMany
+from openlineage_emitter import _validators as v
 from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter.emitter import (
-    Backlog,
+    DEFAULT_NAME,
+    EmitterOptions,
+    LaneGroup,
     LaneOf,
     Shared,
     ThreadEmitter,
-    clamp_wait_s,
-    snapshot,
-    summarise,
-    warn_undelivered,
 )
-from openlineage_emitter.metrics import Metrics
+from openlineage_emitter.metrics import Publisher
 from openlineage_emitter.settings import EmitterSettings
-from openlineage_emitter.stats import EmitterStats
+
+if TYPE_CHECKING:  # typing.Unpack is 3.11+; only the type checker reads it here
+    from typing import Unpack
 
 
 def lane_key(event: Any) -> int:
@@ -52,7 +51,7 @@ def lane_key(event: Any) -> int:
     return 0 if job is None else hash((getattr(job, "namespace", None), getattr(job, "name", None)))
 
 
-class Lanes:
+class Lanes(LaneGroup):
     """The ``ThreadEmitter`` API (``submit``/``flush``/``close``/``stats``/``settings``) over
     ``settings.lanes`` lanes; ``emitter_queue_size`` is the total, split between them.
 
@@ -64,19 +63,14 @@ class Lanes:
         self,
         send: Callable[[Any], object],
         settings: EmitterSettings | None = None,
-        *,
-        name: str = "openlineage-emitter",
-        close_at_exit: bool = True,
-        backlog: Backlog | None = None,
-        metrics: Metrics | None = None,
-        metric_tags: Mapping[str, str] | None = None,
-        send_many: SendMany | None = None,
+        **options: Unpack[EmitterOptions],
     ) -> None:
+        v.check_keywords(options, EmitterOptions, "Lanes")
         self._settings = settings = settings or EmitterSettings()
-        self._name = name
-        self._backlog = backlog
-        self._metrics = metrics
-        self._metric_tags = dict(metric_tags or {})
+        self._name = options.get("name", DEFAULT_NAME)
+        self._backlog = backlog = options.get("backlog")
+        self._metrics = metrics = options.get("metrics")
+        self._metric_tags = dict(options.get("metric_tags") or {})
         self._shared = Shared.new(settings, metrics, self._metric_tags)
         # Never more lanes than queue slots: each lane holds at least one event, and the
         # lanes together exactly emitter_queue_size.
@@ -86,17 +80,13 @@ class Lanes:
             ThreadEmitter(
                 send,
                 settings,
-                name=name,
-                backlog=backlog,
-                metrics=metrics,
-                metric_tags=self._metric_tags,
-                send_many=send_many,
                 lane=LaneOf(i, share + (i < extra), i == 0, self._current_shared, self.stats),
+                **options,
             )
             for i in range(count)
         ]
         self._replayer = self._lanes[0] if backlog is not None else None
-        if close_at_exit:
+        if options.get("close_at_exit", True):
             atexit.register(_close_at_exit, weakref.ref(self))
         # The lanes register no fork hook: the shared parts must be new before they re-init.
         reinit_in_child(self._reinit_after_fork)
@@ -121,41 +111,11 @@ class Lanes:
             replayer._start_worker()
         return accepted
 
-    def flush(self, timeout_s: float) -> bool:
-        """``ThreadEmitter.flush`` over every lane, within one deadline for all of them."""
-        deadline = time.monotonic() + clamp_wait_s(timeout_s)
-        first = self._lanes[0]
-        # Losses are counted from the start for all lanes: a lane that drops an event
-        # while another lane is being waited for must still make this False.
-        with first._lock:
-            lost_before = first._lost()
-        # A list, not all(generator): every lane gets what is left, even after one failed.
-        drained = all([lane._drain(deadline - time.monotonic()) for lane in self._lanes])
-        with first._lock:
-            return drained and first._lost() == lost_before
+    def _members(self) -> Sequence[ThreadEmitter]:
+        return self._lanes
 
-    def close(
-        self,
-        timeout_s: float | None = None,
-        *,
-        budget_key: str = "emitter_shutdown_timeout",
-        budget_note: str = "",
-    ) -> bool:
-        """``ThreadEmitter.close`` for all lanes: one deadline, one warning, one summary."""
-        budget_s = self._settings.shutdown_timeout_s if timeout_s is None else timeout_s
-        # Every lane stops accepting before any waits: no lane takes new events while
-        # another's drain spends the budget.
-        if not any([lane._stop_accepting() for lane in self._lanes]):
-            return all(lane._is_idle() for lane in self._lanes)
-        drained = self.flush(budget_s)
-        undelivered = [lane._give_up() for lane in self._lanes]
-        warn_undelivered(self._name, budget_s, undelivered, budget_key, budget_note)
-        summarise(self._name, self.stats(), self._shared.publisher)
-        return drained
-
-    def stats(self) -> EmitterStats:
-        """One snapshot of all lanes: counts summed, ``threads_alive`` of all of them."""
-        return snapshot(self._lanes, self._backlog)
+    def _publisher_now(self) -> Publisher | None:
+        return self._shared.publisher
 
     def _reinit_after_fork(self) -> None:
         self._shared = Shared.new(self._settings, self._metrics, self._metric_tags)

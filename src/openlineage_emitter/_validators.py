@@ -6,6 +6,7 @@ import enum
 import json
 import math
 import os
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -16,6 +17,16 @@ _E = TypeVar("_E", bound=enum.Enum)
 
 _TRUE = frozenset({"true", "t", "1", "yes", "y", "on"})
 _FALSE = frozenset({"false", "f", "0", "no", "n", "off"})
+
+
+def check_keywords(given: Mapping[str, object], accepted: Any, where: str) -> None:
+    """TypeError, as for a plain signature, for a keyword the TypedDict ``accepted`` lacks.
+
+    For ``**options: Unpack[...]`` parameters: the type checker sees the keywords, and
+    this keeps a misspelt one from being ignored at run time."""
+    unknown = sorted(set(given) - set(accepted.__optional_keys__) - set(accepted.__required_keys__))
+    if unknown:
+        raise TypeError(f"{where}() got an unexpected keyword argument {unknown[0]!r}")
 
 
 def key_of(attribute: attrs.Attribute[Any]) -> str:

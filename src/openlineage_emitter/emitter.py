@@ -21,11 +21,12 @@ import typing
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 import attrs
 import tenacity
 
+from openlineage_emitter import _validators as v
 from openlineage_emitter._batching import SendMany
 from openlineage_emitter._caller import AbandonedCalls, TimedCaller
 from openlineage_emitter._forksafe import reinit_in_child
@@ -36,6 +37,9 @@ from openlineage_emitter.metrics import Metrics, Publisher
 from openlineage_emitter.retry import BreakerState, CircuitBreaker, classify
 from openlineage_emitter.settings import MAX_ABANDONED_CALLS, EmitterSettings, Overflow
 from openlineage_emitter.stats import Counters, EmitterStats, Truncated
+
+if TYPE_CHECKING:  # typing.Unpack is 3.11+; only the type checker reads it here
+    from typing import Unpack
 
 log = masked_logger(__name__)
 
@@ -76,6 +80,22 @@ class Backlog(Protocol):
     def counts(self) -> tuple[int, int]:
         """(events quarantined, events evicted by the size bound) so far."""
         ...
+
+
+#: A ``ThreadEmitter``'s default ``name`` (thread names, log prefix).
+DEFAULT_NAME = "openlineage-emitter"
+
+
+class EmitterOptions(TypedDict, total=False):
+    """How a ``ThreadEmitter`` is built beside ``send`` and ``settings``; ``_lanes.Lanes``
+    takes the same and builds each of its lanes with them."""
+
+    name: str  #: thread names and the log prefix (default ``DEFAULT_NAME``)
+    close_at_exit: bool  #: a bounded close at interpreter exit (default True)
+    backlog: Backlog | None  #: where undeliverable events go and come back from (the spool)
+    metrics: Metrics | None  #: publishes ``ol.emitter.*`` there, tagged with ``metric_tags``
+    metric_tags: Mapping[str, str] | None
+    send_many: SendMany | None  #: sends queued events in batches (see ``_batching``)
 
 
 @attrs.define
@@ -132,12 +152,82 @@ class _Many:
         self.events = events
 
 
-class ThreadEmitter:
+class LaneGroup:
+    """``flush``, ``close`` and ``stats`` of emitters that share one ``Shared``, written once:
+    a lone ``ThreadEmitter`` is a group of one, a ``_lanes.Lanes`` the group of its lanes."""
+
+    _name: str
+    _settings: EmitterSettings
+    _backlog: Backlog | None
+
+    def _members(self) -> Sequence[ThreadEmitter]:
+        raise NotImplementedError
+
+    def _publisher_now(self) -> Publisher | None:
+        raise NotImplementedError
+
+    def stats(self) -> EmitterStats:
+        """A frozen snapshot: one reading of all the group's counters (see ``snapshot``)."""
+        return snapshot(self._members(), self._backlog)
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait at most ``timeout_s`` (any non-negative float, ``inf`` included) for the queue to drain.
+
+        True if it drained and nothing was lost meanwhile, i.e. everything pending at
+        the call was delivered (or, with a spool, is safe on disk). Lanes: every lane
+        within one deadline.
+        """
+        members = self._members()
+        deadline = time.monotonic() + clamp_wait_s(timeout_s)
+        first = members[0]
+        # Losses are counted from the start for all lanes: a lane that drops an event
+        # while another lane is being waited for must still make this False.
+        with first._lock:
+            lost_before = first._lost()
+        # A list, not all(generator): every lane gets what is left, even after one failed.
+        drained = all([lane._drain(deadline - time.monotonic()) for lane in members])
+        with first._lock:
+            return drained and first._lost() == lost_before
+
+    def close(
+        self,
+        timeout_s: float | None = None,
+        *,
+        budget_key: str = "emitter_shutdown_timeout",
+        budget_note: str = "",
+    ) -> bool:
+        """Stop accepting, drain within ``timeout_s`` (default: the shutdown budget).
+
+        Returns True if everything pending was delivered before the deadline. What is
+        still pending then is spilled to the backlog if there is one, else dropped
+        (reason ``shutdown``), and logged. ``budget_key`` is the setting the warning
+        tells the operator to raise: the one that actually limited ``timeout_s`` (a host
+        may derive it from its own keys). ``budget_note`` says why the budget was short
+        (e.g. that earlier waits already spent it). Lanes: one deadline, one warning,
+        one summary for all of them.
+        """
+        budget_s = self._settings.shutdown_timeout_s if timeout_s is None else timeout_s
+        members = self._members()
+        # Every lane stops accepting before any waits: no lane takes new events while
+        # another's drain spends the budget.
+        if not any([lane._stop_accepting() for lane in members]):
+            # Already closed (e.g. explicitly, then again at exit): the first close
+            # spent the budget; a second one must not wait again.
+            return all(lane._is_idle() for lane in members)
+        drained = self.flush(budget_s)
+        undelivered = [lane._give_up() for lane in members]
+        warn_undelivered(self._name, budget_s, undelivered, budget_key, budget_note)
+        summarise(self._name, self.stats(), self._publisher_now())
+        return drained
+
+
+class ThreadEmitter(LaneGroup):
     """Hands events to ``send`` on one background thread; see the module docstring.
 
     ``send`` is any callable that delivers one event or raises (an OpenLineage
     transport's ``emit``). It runs on a helper thread, never on the caller's. With
     ``send_many`` (see ``_batching``) the worker sends what is queued in batches instead.
+    The other ``options``: see :class:`EmitterOptions`.
     """
 
     def __init__(
@@ -145,16 +235,18 @@ class ThreadEmitter:
         send: Callable[[Any], object],
         settings: EmitterSettings | None = None,
         *,
-        name: str = "openlineage-emitter",
-        close_at_exit: bool = True,
-        backlog: Backlog | None = None,
-        metrics: Metrics | None = None,
-        metric_tags: Mapping[str, str] | None = None,
-        send_many: SendMany | None = None,
         lane: LaneOf | None = None,
+        **options: Unpack[EmitterOptions],
     ) -> None:
+        v.check_keywords(options, EmitterOptions, "ThreadEmitter")
+        name = options.get("name", DEFAULT_NAME)
+        backlog, metrics, metric_tags = (
+            options.get("backlog"),
+            options.get("metrics"),
+            options.get("metric_tags"),
+        )
         self._send = send
-        self._send_many = send_many
+        self._send_many = options.get("send_many")
         self._settings = settings or EmitterSettings()
         self._name = name
         self._thread_name = name if lane is None else f"{name}:lane{lane.index}"
@@ -168,7 +260,7 @@ class ThreadEmitter:
         self._closed = False
         self._init_state()
         if lane is None:
-            if close_at_exit:
+            if options.get("close_at_exit", True):
                 atexit.register(_close_at_exit, weakref.ref(self))
             # Fork safety: the child must not inherit queued events (they would be sent
             # twice), nor locks another thread held at fork time, nor a worker that does
@@ -305,18 +397,6 @@ class ThreadEmitter:
     def _idle(self) -> bool:
         return not self._queue and not self._overflow and not self._open and not self._spilling
 
-    def flush(self, timeout_s: float) -> bool:
-        """Wait at most ``timeout_s`` (any non-negative float, ``inf`` included) for the queue to drain.
-
-        True if it drained and nothing was lost meanwhile, i.e. everything pending at
-        the call was delivered (or, with a spool, is safe on disk).
-        """
-        with self._lock:
-            lost_before = self._lost()
-        drained = self._drain(timeout_s)
-        with self._lock:
-            return drained and self._lost() == lost_before
-
     def _drain(self, timeout_s: float) -> bool:
         """Wait at most ``timeout_s`` until nothing is pending; True if so."""
         with self._lock:
@@ -327,33 +407,7 @@ class ThreadEmitter:
         dropped = self._counters.dropped
         return sum(dropped.values()) - dropped["closed"]
 
-    def close(
-        self,
-        timeout_s: float | None = None,
-        *,
-        budget_key: str = "emitter_shutdown_timeout",
-        budget_note: str = "",
-    ) -> bool:
-        """Stop accepting, drain within ``timeout_s`` (default: the shutdown budget).
-
-        Returns True if everything pending was delivered before the deadline. What is
-        still pending then is spilled to the backlog if there is one, else dropped
-        (reason ``shutdown``), and logged. ``budget_key`` is the setting the warning
-        tells the operator to raise: the one that actually limited ``timeout_s`` (a host
-        may derive it from its own keys). ``budget_note`` says why the budget was short
-        (e.g. that earlier waits already spent it).
-        """
-        budget_s = self._settings.shutdown_timeout_s if timeout_s is None else timeout_s
-        if not self._stop_accepting():
-            # Already closed (e.g. explicitly, then again at exit): the first close
-            # spent the budget; a second one must not wait again.
-            return self._is_idle()
-        drained = self.flush(budget_s)
-        warn_undelivered(self._name, budget_s, [self._give_up()], budget_key, budget_note)
-        summarise(self._name, self.stats(), self._publisher)
-        return drained
-
-    # The steps of close(), also taken one lane at a time by ``_lanes.Lanes``.
+    # The steps of close() (``LaneGroup``), taken by each lane of a group.
 
     def _stop_accepting(self) -> bool:
         """Refuse new events from now on; False if that was already so."""
@@ -805,9 +859,11 @@ class ThreadEmitter:
 
     # -- introspection -----------------------------------------------------------------
 
-    def stats(self) -> EmitterStats:
-        """A frozen snapshot of this emitter's counters."""
-        return snapshot([self], self._backlog)
+    def _members(self) -> Sequence[ThreadEmitter]:
+        return [self]
+
+    def _publisher_now(self) -> Publisher | None:
+        return self._publisher
 
     def _threads_alive(self) -> int:
         worker = self._worker

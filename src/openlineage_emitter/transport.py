@@ -18,6 +18,7 @@ from openlineage.client.transport.http import HttpTransport
 from openlineage.client.transport.kafka import KafkaTransport  # imports confluent_kafka lazily
 from openlineage.client.transport.transport import Config, Transport
 
+from openlineage_emitter import _validators as v
 from openlineage_emitter._backlog import SpoolBacklog
 from openlineage_emitter._batching import batch_sender_for
 from openlineage_emitter._forksafe import reinit_in_child
@@ -210,6 +211,7 @@ class ThreadedTransport(Transport):
         inner: Transport | None = None,
         **wiring: Unpack[Wiring],
     ) -> None:
+        v.check_keywords(wiring, Wiring, "ThreadedTransport")
         metrics, metric_tags = wiring.get("metrics"), wiring.get("metric_tags")
         self.threaded_config = config
         self.inner: Transport = inner or get_default_factory().create(
