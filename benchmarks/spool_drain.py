@@ -23,15 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from openlineage.client.serde import Serde
+from openlineage.client.transport import get_default_factory
 from rich.console import Console
 
-from benchmarks._common import make_event, wait_until
+from benchmarks._common import make_event, make_events, wait_until
 from benchmarks._options import Options
 from benchmarks._table import Column, Table, fmt_ratio
 from openlineage_emitter import EmitterSettings, RetryPolicy, ThreadedTransport
 from openlineage_emitter.cli.replay import run_replay
 from openlineage_emitter.collector import Answer, Collector
 from openlineage_emitter.spool import Spool
+from openlineage_emitter.transport import inner_config
 
 DELAY_S = 0.020  #: the backend's answer time per request
 SPOOLED = 10_000  #: the outage's worth of events the drains are quoted for
@@ -99,6 +101,41 @@ def _background_row(label: str, events: int, timeout_s: float) -> dict[str, Any]
     return _row(label, events, delivered, requests, seconds, ok=done)
 
 
+def _sync_loop_row(label: str, events: int) -> dict[str, Any]:
+    """The baseline: one ``emit`` after another on the caller's thread, urllib3 retries off."""
+    with Collector(Answer(delay_s=DELAY_S)) as collector:
+        config = inner_config({"type": "http", "url": collector.url}, EmitterSettings())
+        inner = get_default_factory().create(config)
+        started = time.monotonic()
+        for event in make_events(events, "live"):
+            inner.emit(event)
+        seconds = time.monotonic() - started
+        inner.close(0)
+        delivered = len(collector.events)
+    row = _row(label, events, delivered, delivered, seconds, ok=True)
+    row["drain_10k_s"] = row["projected"] = None
+    return row
+
+
+def _live_row(label: str, events: int) -> dict[str, Any]:
+    with Collector(Answer(delay_s=DELAY_S)) as collector:
+        settings = EmitterSettings(http_batch=True)
+        transport = ThreadedTransport.wrap({"type": "http", "url": collector.url}, settings)
+        try:
+            started = time.monotonic()
+            for event in make_events(events, "live"):
+                transport.emit(event)
+            flushed = transport.flush(120)
+            seconds = time.monotonic() - started
+        finally:
+            transport.close(2)
+        delivered = len(collector.events)
+        requests = collector.batch_requests + sum(r.batch is None for r in collector.received)
+    row = _row(label, events, delivered, requests, seconds, ok=flushed)
+    row["drain_10k_s"] = row["projected"] = None
+    return row
+
+
 def _row(
     label: str, events: int, delivered: int, requests: int, seconds: float, *, ok: bool
 ) -> dict[str, Any]:
@@ -120,7 +157,8 @@ def _row(
 def run(opts: Options) -> Table:
     table = Table(
         "spool_drain",
-        f"Spool drain: {SPOOLED:,} spooled events to a backend answering after {DELAY_S * 1000:.0f} ms",
+        f"Spool drain ({SPOOLED:,} spooled events) and live delivery, backend answering after "
+        f"{DELAY_S * 1000:.0f} ms",
         [
             Column("case", "case", align="<"),
             Column("events", "events"),
@@ -130,14 +168,22 @@ def run(opts: Options) -> Table:
             Column("ev_per_s", "ev/s"),
             Column("drain_10k_s", "10k drain s"),
             Column("projected", "projected"),
-            Column("speedup", "vs single", fmt=fmt_ratio),
+            Column("speedup", "vs before", fmt=fmt_ratio),
             Column("ok", "all delivered"),
         ],
     )
     single = _cli_row("replay, one event per request", opts.pick(full=1_000, quick=200), batch=False)
     batch = _cli_row("replay, batch endpoint", opts.pick(full=SPOOLED, quick=2_000), batch=True)
-    for row in (single, batch):
+    background = _background_row(
+        "background replay, batch endpoint", opts.pick(full=SPOOLED, quick=2_000), timeout_s=120
+    )
+    for row in (single, batch, background):
         row["speedup"] = row["ev_per_s"] / single["ev_per_s"] if single["ev_per_s"] else None
+        table.rows.append(row)
+    loop = _sync_loop_row("live: synchronous per-event loop", opts.pick(full=100, quick=50))
+    live = _live_row("live: ThreadedTransport, batch endpoint", opts.pick(full=5_000, quick=1_000))
+    for row in (loop, live):
+        row["speedup"] = row["ev_per_s"] / loop["ev_per_s"] if loop["ev_per_s"] else None
         table.rows.append(row)
     table.notes.append(
         f"projected: the 10k drain time is events/s scaled to {SPOOLED:,} (a drain one event per request "
@@ -146,6 +192,9 @@ def run(opts: Options) -> Table:
     table.notes.append(
         f"spool batches of {PER_BATCH} events; replay sends up to emitter_batch_max_events per request; "
         "progress is fsynced after every request (one per event without the batch endpoint)"
+    )
+    table.notes.append(
+        "vs before: drains against replay one event per request; live rows against the synchronous loop"
     )
     table.notes.append(
         "the collector runs in this process whatever --collector says: its requests are counted"

@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from openlineage.client.event_v2 import RunState
 from openlineage.client.serde import Serde
 from openlineage.client.transport import get_default_factory
 from openlineage.client.transport.http import HttpTransport
+from openlineage.client.uuid import generate_new_uuid
 
-from openlineage_emitter import EmitterSettings
+from openlineage_emitter import EmitterSettings, ThreadedTransport
 from openlineage_emitter._batching import batch_sender_for
 from openlineage_emitter._http_batch import BatchEventRefused, HttpBatchSend, batch_url, forget_unsupported
 from openlineage_emitter._redirects import RedirectRefused
@@ -158,6 +160,15 @@ def test_the_byte_bound_splits_a_batch_into_requests_that_fit(collector: Collect
     assert run_ids(collector.events) == ids_of(events)
 
 
+def test_the_count_bound_splits_a_batch_into_requests_of_at_most_that_many(collector: Collector) -> None:
+    events = [make_event() for _ in range(10)]
+    settings = EmitterSettings(http_batch=True, batch_max_events=4)
+    assert delivered(sender(collector.url, settings)(events)) == [True] * 10
+    per_request = [sum(1 for r in collector.received if r.batch == n) for n in range(1, 4)]
+    assert per_request == [4, 4, 2]
+    assert run_ids(collector.events) == ids_of(events)
+
+
 def test_an_event_over_the_byte_bound_goes_alone(collector: Collector) -> None:
     small = [make_event(), make_event()]
     big = make_event(job="x" * 5000)
@@ -253,3 +264,28 @@ def test_an_unserialisable_event_fails_alone(collector: Collector) -> None:
     outcomes = sender(collector.url)([make_event(), bad, make_event()])
     assert delivered(outcomes) == [True, False, True]
     assert collector.batch_requests == 1
+
+
+# -- live events, through ThreadedTransport ------------------------------------------------
+
+
+def test_live_events_go_through_the_batch_endpoint_in_order_per_run(
+    transports: list[ThreadedTransport],
+) -> None:
+    with Collector(Answer(delay_s=0.02)) as collector:
+        transport = ThreadedTransport.wrap({"type": "http", "url": collector.url}, ON)
+        transports.append(transport)
+        runs = [str(generate_new_uuid()) for _ in range(20)]
+        for state in (RunState.START, RunState.COMPLETE):
+            for run in runs:
+                transport.emit(make_event(state, run_id=run))
+        assert transport.flush(10)
+        received = collector.received
+    assert transport.stats().delivered == 40
+    assert all(r.batch is not None and r.status == 200 for r in received)
+    assert len({r.batch for r in received}) < 40  # many events per request
+    for run in runs:
+        assert [r.body["eventType"] for r in received if r.body["run"]["runId"] == run] == [
+            "START",
+            "COMPLETE",
+        ]

@@ -145,13 +145,18 @@ def test_cli_replay_quarantines_the_raw_bytes_of_a_refused_event(
     assert run_ids(collector.events) == [json.loads(accepted)["run"]["runId"]]
 
 
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
 def test_background_replay_quarantines_the_raw_bytes_of_a_refused_event(
-    collector: Collector, spool_dir: Path, background: Any
+    collector: Collector, spool_dir: Path, background: Any, batch: bool
 ) -> None:
     refused, accepted = odd_record(), odd_record()
     write_batch(spool_dir, [refused, accepted])
-    collector.script([Answer(), Answer(status=400)])  # the live event, then the first replayed
-    transport = background(collector.url, batch=False)
+    if batch:
+        # The live event, then the replayed batch with its first event refused.
+        collector.script([Answer(), Answer(event_statuses=(400, 200))])
+    else:
+        collector.script([Answer(), Answer(status=400)])
+    transport = background(collector.url, batch=batch)
     assert wait_until(lambda: left_in(spool_dir) == [] and transport.stats().quarantined == 1)
     assert quarantined_records(spool_dir) == [refused]
     assert json.loads(accepted)["run"]["runId"] in run_ids(collector.events)
@@ -167,6 +172,18 @@ def test_cli_replay_drains_through_the_batch_endpoint(
     assert collector.batch_requests == 3  # one request per spooled batch of 20
     assert sorted(run_ids(collector.events)) == sorted(ids)
     assert left_in(spool_dir) == []
+
+
+def test_background_replay_drains_through_the_batch_endpoint(
+    collector: Collector, spool_dir: Path, background: Any
+) -> None:
+    ids = fill(spool_dir, batches=3, per_batch=20)
+    transport = background(collector.url, batch=True)
+    assert wait_until(lambda: left_in(spool_dir) == [] and transport.stats().replayed == 60)
+    replayed = [r for r in collector.received if r.body["job"]["name"] == "spooled"]
+    assert sorted(run_ids([r.body for r in replayed])) == sorted(ids)
+    assert all(r.batch is not None and r.status == 200 for r in replayed)
+    assert len({r.batch for r in replayed}) == 3  # one request per spooled batch of 20
 
 
 def test_cli_replay_against_a_backend_without_the_endpoint_probes_once_then_sends_singly(

@@ -50,8 +50,6 @@ from openlineage_emitter.stats import Truncated
 log = masked_logger(__name__)
 
 KEY = "emitter_http_batch"
-#: Events per request when ``emitter_batch_max_events`` is not set.
-DEFAULT_MAX_EVENTS = 100
 #: Answers that say the backend has no batch endpoint (the spec's fallback contract).
 UNSUPPORTED = frozenset({404, 405, 501})
 #: Answers to a batch that may be about one of its events: sent again one per request.
@@ -88,7 +86,7 @@ class HttpBatchSend:
     def __init__(self, transport: HttpTransport, settings: EmitterSettings, *, name: str) -> None:
         self._transport = transport
         self._url = batch_url(transport, settings.http_batch_endpoint)
-        self._max_events = max(1, int(getattr(settings, "batch_max_events", DEFAULT_MAX_EVENTS)))
+        self._max_events = settings.batch_max_events
         self._max_bytes = settings.http_batch_max_bytes
         self._name = name
         #: One event per request (the fallback), with the same budget and the 413 retry.

@@ -3,7 +3,7 @@
 It claims the oldest batch of a spool, reads its records as OpenLineage JSON objects (a
 batch that cannot be read so is quarantined whole and the next one is taken), and sends
 them in order, ``chunk`` events per call of a ``SendMany`` (``_batching``: one event per
-call for a transport that sends one at a time, many for the http batch endpoint). Its
+call for a transport that sends one at a time, many for the http batch endpoint or Kafka). Its
 rules, the same for every caller:
 
 - an event delivered is finished with; an event the backend refuses for good (a

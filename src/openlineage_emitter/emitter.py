@@ -811,9 +811,19 @@ class ThreadEmitter(LaneGroup):
         if probing and not self._breaker.allow():
             return False
         try:
-            drained = self._backlog.replay(
+            # With a many-at-once sender (the http batch endpoint, Kafka) a spool batch goes
+            # in calls of up to emitter_batch_max_events events, else one event per call.
+            sending = (
                 Sending(self._replay_one, 1, self._replay_stops, self._count_replayed)
+                if self._send_many is None
+                else Sending(
+                    self._replay_many,
+                    self._settings.batch_max_events,
+                    self._replay_stops,
+                    self._count_replayed,
+                )
             )
+            drained = self._backlog.replay(sending)
         except Exception:
             log.warning("%s: reading the spool failed", self._name, exc_info=True)
             drained = Drained()
@@ -839,6 +849,17 @@ class ThreadEmitter(LaneGroup):
     def _replay_stops(self) -> bool:
         """Asked before each replayed call: live events go first, and closing stops it."""
         return bool(self._queue) or self._abort.is_set()
+
+    def _replay_many(self, events: Sequence[Any]) -> Sequence[object]:
+        """One attempt for replayed events through the ``SendMany``, on the call thread."""
+        outcomes = self._caller.call(
+            _Many(list(events)),
+            self._settings.call_timeout_s,
+            self._abort.is_set,
+            while_waiting=self._while_waiting,
+        )
+        assert isinstance(outcomes, Sequence)  # _call checked it has one outcome per event
+        return outcomes
 
     def _replay_one(self, events: Sequence[Any]) -> Sequence[object]:
         """One attempt for one replayed event on the call thread (bounded like any call)."""

@@ -12,7 +12,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from openlineage_emitter._batching import SendMany, batch_sender_for
 from openlineage_emitter._caller import TimedCaller
-from openlineage_emitter._http_batch import DEFAULT_MAX_EVENTS
 from openlineage_emitter._replayer import Replayer, Sending
 from openlineage_emitter._safefs import UntrustedDirectoryError
 from openlineage_emitter._spool_location import locate
@@ -117,4 +116,4 @@ def _sending(
         assert isinstance(outcomes, Sequence)
         return outcomes
 
-    return send_many, getattr(settings, "batch_max_events", DEFAULT_MAX_EVENTS)
+    return send_many, settings.batch_max_events
