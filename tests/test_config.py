@@ -535,7 +535,8 @@ BAD_VALUES = [
     pytest.param(Bad("emitter_lanes", "0", "0", "an integer from 1 to 64"), id="lanes-zero"),
     pytest.param(Bad("emitter_lanes", "65", "65", "an integer from 1 to 64"), id="lanes-too-many"),
     pytest.param(
-        Bad("emitter_batch_max_events", "0", "0", "an integer from 1 to 10000"), id="batch-max-zero"
+        Bad("emitter_batch_max_events", "-1", "-1", "an integer (0: the transport's own) from 0 to 10000"),
+        id="batch-max-negative",
     ),
     pytest.param(Bad("emitter_retry_attempts", "many", "'many'", "an integer"), id="attempts-non-numeric"),
     pytest.param(

@@ -150,6 +150,14 @@ def test_the_off_switch_and_other_transports_get_no_batch_sender(collector: Coll
 # -- bounds --------------------------------------------------------------------------------
 
 
+def test_unset_the_count_bound_is_a_hundred_events_per_request(collector: Collector) -> None:
+    events = [make_event() for _ in range(250)]
+    assert ON.batch_max_events == 0  # the transport's own
+    assert delivered(sender(collector.url, ON)(events)) == [True] * 250
+    per_request = [sum(1 for r in collector.received if r.batch == n) for n in range(1, 4)]
+    assert per_request == [100, 100, 50]
+
+
 def test_the_byte_bound_splits_a_batch_into_requests_that_fit(collector: Collector) -> None:
     events = [make_event() for _ in range(10)]
     size = len(Serde.to_json(events[0]))

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, cast
 
+import attrs
 import pytest
 
 confluent_kafka = pytest.importorskip(
@@ -44,7 +45,7 @@ from openlineage.client.serde import Serde  # noqa: E402
 from openlineage.client.transport.kafka import KafkaConfig, KafkaTransport  # noqa: E402
 
 from openlineage_emitter import BreakerState, EmitterSettings, RetryPolicy, ThreadedTransport  # noqa: E402
-from openlineage_emitter._batching import SendMany, batch_sender_for  # noqa: E402
+from openlineage_emitter._batching import SendMany, batch_sender_for, events_per_call  # noqa: E402
 from openlineage_emitter._kafka import (  # noqa: E402
     KafkaDeliveryTimeout,
     KafkaNotProduced,
@@ -752,6 +753,18 @@ def test_a_byte_budget_below_message_max_bytes_delivers_a_large_event_shrunk(
 def test_batch_sender_for_a_kafka_transport_is_its_send_many(make_transport: MakeTransport) -> None:
     transport = make_transport()
     assert isinstance(batch_sender_for(transport.inner, transport.threaded_config.settings), KafkaSendMany)
+
+
+def test_unset_a_kafka_lane_hands_its_sender_a_thousand_events_per_call(
+    make_transport: MakeTransport,
+) -> None:
+    """Kafka's own call size: a call's messages cost one flush whatever their number."""
+    transport = make_transport()
+    settings = transport.threaded_config.settings
+    many = batch_sender_for(transport.inner, settings)
+    assert settings.batch_max_events == 0
+    assert events_per_call(settings, many) == 1000
+    assert events_per_call(attrs.evolve(settings, batch_max_events=40), many) == 40
 
 
 def test_send_many_delivers_every_event_once_with_one_outcome_each(

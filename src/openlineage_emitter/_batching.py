@@ -26,6 +26,19 @@ from openlineage_emitter.settings import EmitterSettings
 SendMany = Callable[[Sequence[Any]], Sequence[object]]
 
 
+#: Events per call of a sender that names no default of its own (``default_max_events``).
+DEFAULT_MAX_EVENTS = 100
+
+
+def events_per_call(settings: EmitterSettings, send_many: SendMany | None) -> int:
+    """How many events one call of ``send_many`` gets: ``emitter_batch_max_events``, or when
+    that is 0 the sender's ``default_max_events`` (Kafka: 1000, since a call's messages
+    cost one flush whatever their number; an HTTP batch: 100, one request's worth)."""
+    if send_many is None:
+        return 1
+    return settings.batch_max_events or int(getattr(send_many, "default_max_events", DEFAULT_MAX_EVENTS))
+
+
 def batch_sender_for(inner: Transport, settings: EmitterSettings) -> SendMany | None:
     """The many-at-once sender for ``inner``, or None: deliver one event per call."""
     if isinstance(inner, KafkaTransport):

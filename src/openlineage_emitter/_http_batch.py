@@ -83,10 +83,14 @@ class _Item:
 class HttpBatchSend:
     """A ``SendMany`` (see ``_batching``) through ``transport``'s batch endpoint."""
 
+    #: Events per request when ``emitter_batch_max_events`` is 0: one request's worth that
+    #: stays well under common request size limits, and bounds the duplicates of a crash.
+    default_max_events = 100
+
     def __init__(self, transport: HttpTransport, settings: EmitterSettings, *, name: str) -> None:
         self._transport = transport
         self._url = batch_url(transport, settings.http_batch_endpoint)
-        self._max_events = settings.batch_max_events
+        self._max_events = settings.batch_max_events or self.default_max_events
         self._max_bytes = settings.http_batch_max_bytes
         self._name = name
         #: One event per request (the fallback), with the same budget and the 413 retry.

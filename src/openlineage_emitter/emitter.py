@@ -27,7 +27,7 @@ import attrs
 import tenacity
 
 from openlineage_emitter import _validators as v
-from openlineage_emitter._batching import SendMany
+from openlineage_emitter._batching import SendMany, events_per_call
 from openlineage_emitter._caller import AbandonedCalls, TimedCaller
 from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter._ratelimit import RateLimitedLog
@@ -253,6 +253,7 @@ class ThreadEmitter(LaneGroup):
         self._send = send
         self._send_many = options.get("send_many")
         self._settings = settings or EmitterSettings()
+        self._per_call = events_per_call(self._settings, self._send_many)
         self._name = name
         self._thread_name = name if lane is None else f"{name}:lane{lane.index}"
         #: Events refused by a full queue held (at most) for the worker to spill: at least
@@ -555,7 +556,7 @@ class ThreadEmitter(LaneGroup):
         if self._send_many is None:
             self._shared.queued -= 1
             return [queue.popleft()]
-        taken = min(len(queue), self._settings.batch_max_events)
+        taken = min(len(queue), self._per_call)
         self._shared.queued -= taken
         return [queue.popleft() for _ in range(taken)]
 
@@ -818,7 +819,7 @@ class ThreadEmitter(LaneGroup):
                 if self._send_many is None
                 else Sending(
                     self._replay_many,
-                    self._settings.batch_max_events,
+                    self._per_call,
                     self._replay_stops,
                     self._count_replayed,
                 )

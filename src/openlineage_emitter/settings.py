@@ -89,8 +89,12 @@ class EmitterSettings:
     #: Delivery lanes: calls in flight at once. Events of one run always take the same lane,
     #: so a run's events stay in order; ``emitter_queue_size`` bounds all lanes together.
     lanes: int = setting("emitter_lanes", 8, v.between(1, MAX_LANES, what="an integer"))
-    #: Events a lane hands a many-at-once sender (Kafka, the HTTP batch endpoint) per call.
-    batch_max_events: int = setting("emitter_batch_max_events", 100, v.between(1, 10_000, what="an integer"))
+    #: Events a lane hands a many-at-once sender (Kafka, the HTTP batch endpoint) per call;
+    #: 0: the sender's own default (``_batching.events_per_call``: 100 per HTTP batch request,
+    #: 1000 per Kafka call, where a larger call costs no more round trips).
+    batch_max_events: int = setting(
+        "emitter_batch_max_events", 0, v.between(0, 10_000, what="an integer (0: the transport's own)")
+    )
     #: http backends: deliver many events per request through the spec's batch endpoint
     #: (``POST <endpoint>/batch``; see ``_http_batch``); off: one request per event.
     http_batch: bool = setting("emitter_http_batch", False, v.is_bool)

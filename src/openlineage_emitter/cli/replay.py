@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from openlineage_emitter._batching import SendMany, batch_sender_for
+from openlineage_emitter._batching import SendMany, batch_sender_for, events_per_call
 from openlineage_emitter._caller import TimedCaller
 from openlineage_emitter._replayer import Replayer, Sending
 from openlineage_emitter._safefs import UntrustedDirectoryError
@@ -116,4 +116,4 @@ def _sending(
         assert isinstance(outcomes, Sequence)
         return outcomes
 
-    return send_many, settings.batch_max_events
+    return send_many, events_per_call(settings, many)
