@@ -15,11 +15,11 @@ import pytest
 from openlineage.client import OpenLineageClient
 
 from openlineage_emitter import EmitterSettings, ThreadedTransport
+from openlineage_emitter._error_text import short_error
 from openlineage_emitter._secrets import mask, mask_text
 from openlineage_emitter.cli.client_config import TransportChoice
 from openlineage_emitter.collector import Answer, Collector
 from openlineage_emitter.config import load_config, load_config_with_sources
-from openlineage_emitter.emitter import short_error
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.strategies import ThreadStrategy
 from openlineage_emitter.transport import ThreadedTransportConfig

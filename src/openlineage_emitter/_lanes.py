@@ -17,15 +17,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from openlineage_emitter import _validators as v
+from openlineage_emitter._closing import LaneGroup
 from openlineage_emitter._forksafe import reinit_in_child
-from openlineage_emitter.emitter import (
-    DEFAULT_NAME,
-    EmitterOptions,
-    LaneGroup,
-    LaneOf,
-    Shared,
-    ThreadEmitter,
-)
+from openlineage_emitter._shared import EmitterOptions, LaneOf, Shared
+from openlineage_emitter.emitter import DEFAULT_NAME, ThreadEmitter
 from openlineage_emitter.metrics import Publisher
 from openlineage_emitter.settings import EmitterSettings
 

@@ -14,36 +14,34 @@ of one run on one lane), sharing what a ``Shared`` holds.
 from __future__ import annotations
 
 import atexit
-import logging
 import threading
 import time
 import typing
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
-import attrs
 import tenacity
 
 from openlineage_emitter import _validators as v
-from openlineage_emitter._batching import SendMany, events_per_call
-from openlineage_emitter._caller import AbandonedCalls, TimedCaller
+from openlineage_emitter._batching import events_per_call
+from openlineage_emitter._caller import TimedCaller
+from openlineage_emitter._closing import LaneGroup, Undelivered, clamp_wait_s
+from openlineage_emitter._error_text import short_error
 from openlineage_emitter._forksafe import reinit_in_child
-from openlineage_emitter._ratelimit import RateLimitedLog
 from openlineage_emitter._replayer import Drained, Sending
-from openlineage_emitter._secrets import mask_text, masked_logger
-from openlineage_emitter.metrics import Metrics, Publisher
-from openlineage_emitter.retry import BreakerState, CircuitBreaker, classify
+from openlineage_emitter._secrets import masked_logger
+from openlineage_emitter._shared import EmitterOptions, Item, LaneOf, Shared
+from openlineage_emitter.metrics import Publisher
+from openlineage_emitter.retry import BreakerState, classify
 from openlineage_emitter.settings import MAX_ABANDONED_CALLS, EmitterSettings, Overflow
-from openlineage_emitter.stats import Counters, EmitterStats, Truncated
+from openlineage_emitter.stats import Truncated
 
 if TYPE_CHECKING:  # typing.Unpack is 3.11+; only the type checker reads it here
     from typing import Unpack
 
 log = masked_logger(__name__)
-
-_Item = tuple[Any, float]  # (event, monotonic submit time)
 
 #: Events refused by a full queue held (at most) for a lane to spill: at least this many,
 #: so a burst while a call hangs reaches the disk instead of being dropped.
@@ -52,100 +50,8 @@ MIN_OVERFLOW_HELD = 1024
 #: Seconds between looks for new backlog batches (other processes may spill) while idle.
 BACKLOG_RESCAN_S = 5.0
 
-#: The longest single wait handed to ``threading``: past ``threading.TIMEOUT_MAX`` a wait
-#: raises OverflowError (and a Condition adds its own clock reading, hence the margin).
-_MAX_WAIT_S = threading.TIMEOUT_MAX / 2
-
-
-def clamp_wait_s(timeout_s: float) -> float:
-    """A caller's timeout as a wait ``threading`` accepts: any non-negative float, ``inf``
-    included (it means "until done"); negative or NaN means "do not wait"."""
-    if not timeout_s > 0:  # also NaN
-        return 0.0
-    return min(float(timeout_s), _MAX_WAIT_S)
-
-
-class Backlog(Protocol):
-    """Where undeliverable events go, and come back from (e.g. the spool)."""
-
-    def spill(self, events: Sequence[Any]) -> tuple[int, int]:
-        """Write events durably; returns (written, invalid: cannot be serialised at all)."""
-        ...
-
-    def replay(self, sending: Sending) -> Drained:
-        """Send (at most) one batch of it back as ``sending`` says (see ``_replayer``:
-        events refused for good are set aside, not deleted)."""
-        ...
-
-    def counts(self) -> tuple[int, int]:
-        """(events quarantined, events evicted by the size bound) so far."""
-        ...
-
-
 #: A ``ThreadEmitter``'s default ``name`` (thread names, log prefix).
 DEFAULT_NAME = "openlineage-emitter"
-
-
-class EmitterOptions(TypedDict, total=False):
-    """How a ``ThreadEmitter`` is built beside ``send`` and ``settings``; ``_lanes.Lanes``
-    takes the same and builds each of its lanes with them."""
-
-    name: str  #: thread names and the log prefix (default ``DEFAULT_NAME``)
-    close_at_exit: bool  #: a bounded close at interpreter exit (default True)
-    backlog: Backlog | None  #: where undeliverable events go and come back from (the spool)
-    metrics: Metrics | None  #: publishes ``ol.emitter.*`` there, tagged with ``metric_tags``
-    metric_tags: Mapping[str, str] | None
-    send_many: SendMany | None  #: sends queued events in batches (see ``_batching``)
-
-
-@attrs.define
-class Shared:
-    """What the lanes of one emitter share (a lone emitter has its own): one lock and one
-    set of counters (so that a snapshot of all lanes is one consistent reading), one
-    breaker (the backend is one backend), one cap on abandoned calls (the thread bound)
-    and one metrics publisher."""
-
-    lock: threading.Lock
-    counters: Counters
-    breaker: CircuitBreaker
-    abandoned: AbandonedCalls
-    publisher: Publisher | None
-    warn: RateLimitedLog  #: one rate limit per kind of warning, not one per lane
-    #: Not before this (monotonic) does the replaying lane look at the backlog: a failure
-    #: on any lane postpones it, a success on any lane allows it at once.
-    replay_not_before: float = 0.0
-    #: The replaying lane's wake-up: other lanes ring it when ``replay_not_before`` changes.
-    replay_wake: threading.Event = attrs.field(factory=threading.Event)
-    #: Every lane's queue, and how many events they hold together (under ``lock``):
-    #: ``emitter_queue_size`` bounds the total, not each lane, so that runs hashed
-    #: unevenly onto lanes are not refused while the emitter has room.
-    queues: list[deque[_Item]] = attrs.field(factory=list)
-    queued: int = 0
-
-    @classmethod
-    def new(
-        cls, settings: EmitterSettings, metrics: Metrics | None, metric_tags: Mapping[str, str]
-    ) -> Shared:
-        return cls(
-            lock=threading.Lock(),
-            counters=Counters(),
-            breaker=CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_s),
-            abandoned=AbandonedCalls(MAX_ABANDONED_CALLS),
-            publisher=Publisher(metrics, metric_tags) if metrics is not None else None,
-            warn=RateLimitedLog(log),
-        )
-
-
-@attrs.frozen
-class LaneOf:
-    """Makes an emitter lane ``index`` of a ``_lanes.Lanes``, which closes it at exit and
-    re-initialises it after fork (the lane registers no hooks of its own)."""
-
-    index: int
-    share: int  #: its share of ``emitter_queue_size``: how many refused events it holds to spill
-    replays: bool  #: the one lane that replays the backlog: one replay, in spool order
-    shared: Callable[[], Shared]  #: the owner's shared parts (new ones after fork)
-    stats: Callable[[], EmitterStats]  #: the whole emitter's stats, for the publisher
 
 
 class _Many:
@@ -155,75 +61,6 @@ class _Many:
 
     def __init__(self, events: list[Any]) -> None:
         self.events = events
-
-
-class LaneGroup:
-    """``flush``, ``close`` and ``stats`` of emitters that share one ``Shared``, written once:
-    a lone ``ThreadEmitter`` is a group of one, a ``_lanes.Lanes`` the group of its lanes."""
-
-    _name: str
-    _settings: EmitterSettings
-    _backlog: Backlog | None
-
-    def _members(self) -> Sequence[ThreadEmitter]:
-        raise NotImplementedError
-
-    def _publisher_now(self) -> Publisher | None:
-        raise NotImplementedError
-
-    def stats(self) -> EmitterStats:
-        """A frozen snapshot: one reading of all the group's counters (see ``snapshot``)."""
-        return snapshot(self._members(), self._backlog)
-
-    def flush(self, timeout_s: float) -> bool:
-        """Wait at most ``timeout_s`` (any non-negative float, ``inf`` included) for the queue to drain.
-
-        True if it drained and nothing was lost meanwhile, i.e. everything pending at
-        the call was delivered (or, with a spool, is safe on disk). Lanes: every lane
-        within one deadline.
-        """
-        members = self._members()
-        deadline = time.monotonic() + clamp_wait_s(timeout_s)
-        first = members[0]
-        # Losses are counted from the start for all lanes: a lane that drops an event
-        # while another lane is being waited for must still make this False.
-        with first._lock:
-            lost_before = first._lost()
-        # A list, not all(generator): every lane gets what is left, even after one failed.
-        drained = all([lane._drain(deadline - time.monotonic()) for lane in members])
-        with first._lock:
-            return drained and first._lost() == lost_before
-
-    def close(
-        self,
-        timeout_s: float | None = None,
-        *,
-        budget_key: str = "emitter_shutdown_timeout",
-        budget_note: str = "",
-    ) -> bool:
-        """Stop accepting, drain within ``timeout_s`` (default: the shutdown budget).
-
-        Returns True if everything pending was delivered before the deadline. What is
-        still pending then is spilled to the backlog if there is one, else dropped
-        (reason ``shutdown``), and logged. ``budget_key`` is the setting the warning
-        tells the operator to raise: the one that actually limited ``timeout_s`` (a host
-        may derive it from its own keys). ``budget_note`` says why the budget was short
-        (e.g. that earlier waits already spent it). Lanes: one deadline, one warning,
-        one summary for all of them.
-        """
-        budget_s = self._settings.shutdown_timeout_s if timeout_s is None else timeout_s
-        members = self._members()
-        # Every lane stops accepting before any waits: no lane takes new events while
-        # another's drain spends the budget.
-        if not any([lane._stop_accepting() for lane in members]):
-            # Already closed (e.g. explicitly, then again at exit): the first close
-            # spent the budget; a second one must not wait again.
-            return all(lane._is_idle() for lane in members)
-        drained = self.flush(budget_s)
-        undelivered = [lane._give_up() for lane in members]
-        warn_undelivered(self._name, budget_s, undelivered, budget_key, budget_note)
-        summarise(self._name, self.stats(), self._publisher_now())
-        return drained
 
 
 class ThreadEmitter(LaneGroup):
@@ -284,12 +121,12 @@ class ThreadEmitter(LaneGroup):
         )
         self._lock = shared.lock
         self._drained = threading.Condition(self._lock)
-        self._queue: deque[_Item] = deque()
+        self._queue: deque[Item] = deque()
         shared.queues.append(self._queue)
         self._overflow: deque[Any] = deque()  # refused events waiting to be spilled
         #: The events the worker is sending (one, or a batch) and which of them are not
         #: settled yet (in flight): close() may settle them while the call runs.
-        self._current: list[_Item] = []
+        self._current: list[Item] = []
         self._open: set[int] = set()
         # Events taken off the queue, the overflow or the worker to be spilled, while the
         # spill is being written: still pending (reported in queue_depth), so that
@@ -548,7 +385,7 @@ class ThreadEmitter(LaneGroup):
                 self._notify_if_idle()
                 self._publish_if_due()
 
-    def _take(self) -> list[_Item]:
+    def _take(self) -> list[Item]:
         """Under the lock: the next event, or with a ``SendMany`` the next batch."""
         queue = self._queue
         if not queue:
@@ -582,7 +419,7 @@ class ThreadEmitter(LaneGroup):
             return None
         return max(0.05, min(BACKLOG_RESCAN_S, self._replay_not_before - time.monotonic()))
 
-    def _deliver(self, items: list[_Item]) -> None:
+    def _deliver(self, items: list[Item]) -> None:
         """Deliver the worker's events (one, or a batch): each ends delivered, dropped or
         spilled. A batch is retried as a whole, minus what it already delivered or
         dropped, before anything behind it: per-run order holds across retries."""
@@ -644,7 +481,7 @@ class ThreadEmitter(LaneGroup):
             self._replay_not_before = 0.0
             self._backend_answered()
 
-    def _settle_outcomes(self, items: list[_Item], pending: list[int], outcomes: Sequence[object]) -> None:
+    def _settle_outcomes(self, items: list[Item], pending: list[int], outcomes: Sequence[object]) -> None:
         """One outcome per pending event of a batch: delivered, dropped for good, or kept in
         ``pending`` for the retry (which then raises the first retryable error)."""
         retry: list[int] = []
@@ -664,7 +501,7 @@ class ThreadEmitter(LaneGroup):
         if error is not None:
             raise error
 
-    def _delivered(self, items: list[_Item], i: int, result: object) -> None:
+    def _delivered(self, items: list[Item], i: int, result: object) -> None:
         latency_s = time.monotonic() - items[i][1]
         with self._lock:
             if self._settle_current(i):
@@ -898,126 +735,6 @@ _TOO_LARGE_HINT = (
     ". The backend refuses it as too large even without its sheddable facets: raise the "
     "backend's request size limit (emitter_max_event_bytes sheds facets to fit a budget)"
 )
-
-
-def short_error(exc: BaseException) -> str:
-    """``Type: message`` of ``exc``, with its root cause's text instead of its own when
-    it wraps one: requests/urllib3 wrap "[Errno 111] Connection refused" in a message
-    so long that a 200-character prefix ends at "...Failed..."."""
-    root = _root_cause(exc)
-    text = f"{type(exc).__name__}: {exc}"
-    if root is not exc:
-        text = f"{type(exc).__name__}: {type(root).__name__}: {root}"
-    # Masked before truncating: a cut could split a secret so that the mask no longer matches it.
-    text = mask_text(text)
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _root_cause(exc: BaseException) -> BaseException:
-    """The innermost exception with a message behind ``exc``: following its explicit cause
-    (``raise ... from``), urllib3's ``reason``, or an exception requests wraps as its first
-    argument."""
-    found, current, seen = exc, exc, 0
-    while seen < 16:
-        seen += 1
-        nested: BaseException | None = current.__cause__
-        if nested is None:
-            reason = getattr(current, "reason", None)
-            first = current.args[0] if current.args else None
-            if isinstance(reason, BaseException):
-                nested = reason
-            elif isinstance(first, BaseException):
-                nested = first
-            # Not the implicit __context__: an error raised while handling another is
-            # its own story ("during handling of the above exception, another occurred").
-        if nested is None or nested is current:
-            return found
-        current = nested
-        if str(current).strip():
-            found = current
-    return found
-
-
-def snapshot(lanes: Sequence[ThreadEmitter], backlog: Backlog | None) -> EmitterStats:
-    """One consistent ``stats()`` reading of emitters that share one ``Shared`` (the lanes of
-    one emitter, or a lone one): taken under their one lock, so every submitted event is
-    in exactly one place in it."""
-    first = lanes[0]
-    threads = sum(lane._threads_alive() for lane in lanes)
-    quarantined, evicted = backlog.counts() if backlog is not None else (0, 0)
-    with first._lock:
-        counters = first._counters
-        counters.abandoned_calls = first._caller.abandoned_total
-        counters.quarantined = quarantined
-        counters.spool_evicted = evicted
-        pending = [lane._pending() for lane in lanes]
-        return counters.snapshot(
-            queue_depth=sum(queued for queued, _ in pending),
-            in_flight=sum(in_flight for _, in_flight in pending),
-            threads_alive=threads,
-            breaker_state=first._breaker.state.value,
-        )
-
-
-@attrs.frozen
-class Undelivered:
-    """What one lane's close left undelivered: spilled (``spooled``) or dropped."""
-
-    count: int
-    in_flight: int
-    spooled: bool
-    last_failure: str  #: what the backend last answered to a failed attempt, if it did
-
-
-def warn_undelivered(
-    name: str, budget_s: float, lanes: Sequence[Undelivered], budget_key: str, budget_note: str
-) -> None:
-    """One warning for everything a close left undelivered, however many lanes it had."""
-    count = sum(lane.count for lane in lanes)
-    if not count:
-        return
-    in_flight = sum(lane.in_flight for lane in lanes)
-    last_failure = next((lane.last_failure for lane in lanes if lane.last_failure), "")
-    if last_failure:
-        answered = f"; the backend last answered {last_failure}"
-    elif in_flight:
-        answered = "; the backend had not answered the call in flight"
-    else:
-        answered = ""
-    log.warning(
-        "%s closed after %gs with %d event(s) undelivered (%d in flight)%s; %s%s; raise %s to wait longer",
-        name,
-        budget_s,
-        count,
-        in_flight,
-        f": {budget_note}" if budget_note else "",
-        "written to the spool" if all(lane.spooled for lane in lanes if lane.count) else "dropped",
-        answered,
-        budget_key,
-    )
-
-
-def summarise(name: str, stats: EmitterStats, publisher: Publisher | None) -> None:
-    """One line at close: what happened to every event the emitter was given."""
-    if publisher is not None:
-        publisher.publish(stats)
-    reasons = ", ".join(f"{k} {v}" for k, v in stats.dropped.items() if v)
-    late = (
-        f"; {stats.late_delivered} more arrived late (calls given up on that the backend "
-        "answered after all: possible duplicates)"
-        if stats.late_delivered
-        else ""
-    )
-    log.log(
-        logging.WARNING if stats.dropped_total else logging.INFO,
-        "%s closed: delivered %d, spooled %d, dropped %d%s%s",
-        name,
-        stats.delivered,
-        stats.spooled,
-        stats.dropped_total,
-        f" ({reasons})" if reasons else "",
-        late,
-    )
 
 
 def _close_at_exit(ref: weakref.ref[ThreadEmitter]) -> None:

@@ -21,6 +21,7 @@ from openlineage.client.transport.transport import Config, Transport
 from openlineage_emitter import _validators as v
 from openlineage_emitter._backlog import SpoolBacklog
 from openlineage_emitter._batching import batch_sender_for
+from openlineage_emitter._closing import clamp_wait_s
 from openlineage_emitter._forksafe import reinit_in_child
 from openlineage_emitter._kafka import KafkaDelivery, kafka_attempt_wait_s, kafka_producer_config
 from openlineage_emitter._keys import Parse, keys_of, transport_key
@@ -30,7 +31,6 @@ from openlineage_emitter._secrets import masked_logger, masked_repr
 from openlineage_emitter._sized import SizedSend
 from openlineage_emitter._spool_location import make_private_dir
 from openlineage_emitter.config import load_config
-from openlineage_emitter.emitter import clamp_wait_s
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.metrics import Metrics
 from openlineage_emitter.retry import RetryPolicy

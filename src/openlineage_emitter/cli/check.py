@@ -19,13 +19,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from openlineage_emitter._error_text import short_error
 from openlineage_emitter._secrets import mask
 from openlineage_emitter.cli.check_spool import spool_lines
 from openlineage_emitter.cli.client_config import NO_TRANSPORT, choose_transport, fail
 from openlineage_emitter.cli.oneshot import OneShot, one_shot
 from openlineage_emitter.cli.strategy_report import describe_task_strategy
 from openlineage_emitter.config import KEYS, LoadedConfig, load_config_with_sources, value_at
-from openlineage_emitter.emitter import short_error
 from openlineage_emitter.errors import ConfigError
 from openlineage_emitter.settings import EmitterSettings
 
