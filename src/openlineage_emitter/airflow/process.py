@@ -3,7 +3,8 @@ the in-process executor, the role and the exit budget.
 
 Every OpenLineage client the provider builds in this process (the listener's adapter, and
 the per-process adapters newer providers build for pooled paths) emits through the same
-``ThreadedTransport``: one queue, one worker thread, one bounded flush at exit.
+``ThreadedTransport``: one bounded queue, its delivery lanes (a task runner's events are
+one run's: one lane, at most 3 threads), one bounded flush at exit.
 
 Exit budget: the flush in ``before_stopping`` and the close at interpreter exit share
 one budget (``exit_budget``), the task's in a task runner (``role``).
