@@ -115,8 +115,15 @@ def background(spool_dir: Path) -> Iterator[Any]:
     made: list[ThreadedTransport] = []
 
     def start(url: str, *, batch: bool) -> ThreadedTransport:
+        # One lane: its worker delivers the live event before it replays, so the collector's
+        # scripted answers meet the requests in a known order (with several lanes the live
+        # event's lane and the replaying lane send at once, in either order).
         settings = EmitterSettings(
-            spool_dir=str(spool_dir), retry=RetryPolicy(attempts=1), breaker_cooldown_s=0.2, http_batch=batch
+            spool_dir=str(spool_dir),
+            retry=RetryPolicy(attempts=1),
+            breaker_cooldown_s=0.2,
+            http_batch=batch,
+            lanes=1,
         )
         transport = ThreadedTransport.wrap({"type": "http", "url": url}, settings)
         made.append(transport)
