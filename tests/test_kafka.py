@@ -286,19 +286,6 @@ def os_thread_count() -> int:
 
 
 @pytest.mark.parametrize("idempotent", [False, True], ids=["plain", "idempotent"])
-def child_exit_code(pid: int, deadline_s: float = 15.0) -> int:
-    """The forked child's exit code, waited for with a deadline (killed and failed past it)."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    pytest.fail(f"the forked child did not finish within {deadline_s:g} s")
-
-
 def test_client_produces_every_event_once_keyed_per_run_in_order(
     cluster: MockCluster, topic: str, validate_event: Callable[[Any], None], idempotent: bool
 ) -> None:
@@ -641,7 +628,19 @@ def test_a_forked_child_delivers_through_a_new_producer(
             code = 0
         finally:
             os._exit(code)
-    assert child_exit_code(pid) == 0
+    deadline = time.monotonic() + 15
+    status = None
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child did not finish within 15 s")
+    assert status is not None
+    assert os.waitstatus_to_exitcode(status) == 0
     ids = [r.event["run"]["runId"] for r in consume(cluster, topic)]
     assert sorted(ids) == sorted([parent_event.run.runId, child_event.run.runId])
 
@@ -999,7 +998,19 @@ def test_a_forked_child_sends_many_through_a_new_producer(
                 code = 0 if list(send_many(child_events)) == [None] * 20 else 3
         finally:
             os._exit(code)
-    assert child_exit_code(pid) == 0
+    deadline = time.monotonic() + 15
+    status = None
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.01)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child did not finish within 15 s")
+    assert status is not None
+    assert os.waitstatus_to_exitcode(status) == 0
     assert sorted(run_ids(consume(cluster, topic))) == sorted(e.run.runId for e in child_events)
 
 
