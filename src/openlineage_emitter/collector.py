@@ -92,6 +92,10 @@ class Collector:
         self._default = answer or Answer()
         self._script: deque[Answer] = deque()
         self._received: list[Received] = []
+        #: 2xx answers among ``_received``, kept as they arrive: ``counts`` and ``wait_for``
+        #: are asked often while a benchmark runs, and a scan of every request so far would
+        #: take the collector's GIL from its handler threads for longer and longer.
+        self._delivered = 0
         self._release = threading.Event()
         self._server = _Server((LOOPBACK, port), self._handler_class())
         self._thread = threading.Thread(
@@ -154,13 +158,16 @@ class Collector:
         with self._lock:
             return [r.body for r in self._received if 200 <= r.status < 300 and r.method == "POST"]
 
+    def counts(self) -> tuple[int, int]:
+        """(events answered with a 2xx, requests received, one per event of a batch)."""
+        with self._lock:
+            return self._delivered, len(self._received)
+
     def wait_for(self, count: int, timeout_s: float, *, delivered: bool = True) -> bool:
         """Wait until ``count`` events were delivered (or requests received)."""
 
         def enough() -> bool:
-            if delivered:
-                return sum(200 <= r.status < 300 for r in self._received) >= count
-            return len(self._received) >= count
+            return (self._delivered if delivered else len(self._received)) >= count
 
         with self._lock:
             return self._lock.wait_for(enough, timeout_s)
@@ -184,8 +191,10 @@ class Collector:
             Received(body, status, now, request.command, request.path, headers, batch)
             for body, status in zip(bodies, statuses, strict=True)
         ]
+        ok = sum(200 <= status < 300 for status in statuses)
         with self._lock:
             self._received.extend(received)
+            self._delivered += ok
             self._lock.notify_all()
 
     def _batch_answer(self, events: list[Any], answer: Answer) -> tuple[int, list[int], bytes]:
