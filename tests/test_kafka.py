@@ -169,6 +169,19 @@ def make_send_many(make_transport: MakeTransport) -> MakeSendMany:
     return make
 
 
+def child_exit_code(pid: int, timeout_s: float) -> int:
+    """Reap the forked child ``pid``: its exit code, or fail the test (killing it) past ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail(f"the forked child did not finish within {timeout_s:g} s")
+
+
 def run_records(records: Sequence[Record]) -> list[Record]:
     """``records`` without ``make_send_many``'s warm-up events."""
     return [r for r in records if r.event["job"]["name"] != "warm-up"]
@@ -628,19 +641,7 @@ def test_a_forked_child_delivers_through_a_new_producer(
             code = 0
         finally:
             os._exit(code)
-    deadline = time.monotonic() + 15
-    status = None
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.01)
-    else:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the forked child did not finish within 15 s")
-    assert status is not None
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert child_exit_code(pid, timeout_s=15) == 0
     ids = [r.event["run"]["runId"] for r in consume(cluster, topic)]
     assert sorted(ids) == sorted([parent_event.run.runId, child_event.run.runId])
 
@@ -998,19 +999,7 @@ def test_a_forked_child_sends_many_through_a_new_producer(
                 code = 0 if list(send_many(child_events)) == [None] * 20 else 3
         finally:
             os._exit(code)
-    deadline = time.monotonic() + 15
-    status = None
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.01)
-    else:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the forked child did not finish within 15 s")
-    assert status is not None
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert child_exit_code(pid, timeout_s=15) == 0
     assert sorted(run_ids(consume(cluster, topic))) == sorted(e.run.runId for e in child_events)
 
 
