@@ -54,6 +54,7 @@ from openlineage_emitter._kafka import (  # noqa: E402
     kafka_message_key,
     kafka_producer_config,
 )
+from openlineage_emitter._size import TRUNCATION_FACET  # noqa: E402
 from openlineage_emitter.retry import KAFKA_RETRYABLE_CODES, classify  # noqa: E402
 from openlineage_emitter.settings import max_threads  # noqa: E402
 from openlineage_emitter.spool import Spool  # noqa: E402
@@ -74,6 +75,7 @@ FAST_RETRY = RetryPolicy(attempts=50, initial_backoff_s=0.01, max_backoff_s=0.05
 
 # Kafka protocol error codes injected into the mock broker's Produce responses.
 MSG_SIZE_TOO_LARGE = 10
+INVALID_RECORD = 87  # a broker refusal that no retry cures (and no shrinking either)
 NOT_ENOUGH_REPLICAS = 19
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
 
@@ -167,6 +169,19 @@ def make_send_many(make_transport: MakeTransport) -> MakeSendMany:
         return transport, send_many
 
     return make
+
+
+def child_exit_code(pid: int, timeout_s: float) -> int:
+    """Reap the forked child ``pid``: its exit code, or fail the test (killing it) past ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail(f"the forked child did not finish within {timeout_s:g} s")
 
 
 def run_records(records: Sequence[Record]) -> list[Record]:
@@ -539,29 +554,20 @@ def test_close_honours_its_deadline_with_a_hung_broker(
     assert wait_until(lambda: not [t for t in emitter_threads() if t.ident not in earlier], timeout_s=3)
 
 
-@pytest.mark.parametrize("where", ["broker", "local"])
 def test_a_non_retryable_kafka_error_drops_only_that_event(
-    cluster: MockCluster, topic: str, make_transport: MakeTransport, where: str
+    cluster: MockCluster, topic: str, make_transport: MakeTransport
 ) -> None:
-    transport = make_transport(producer={"message.max.bytes": 10_000})
+    transport = make_transport()
     transport.emit(make_event())
     assert transport.flush(5)
     bad = make_event()
     good = make_event()
-    if where == "broker":
-        # The next produce request is refused, whatever messages it carries: the good
-        # event is sent once the bad one's request was answered.
-        cluster.push_produce_errors([MSG_SIZE_TOO_LARGE])
-        transport.emit(bad)
-        assert wait_until(lambda: transport.stats().dropped_total == 1)
-        transport.emit(good)
-    else:  # refused by produce() itself, before anything is sent; the good one alongside
-        assert bad.run.facets is not None
-        bad.run.facets["big"] = {"_producer": PRODUCER, "_schemaURL": PRODUCER, "blob": "x" * 20_000}  # type: ignore[assignment]
-        transport.emit(bad)
-        transport.emit(good)
-    # Waited on the counts, not on flush()'s return: with lanes, the bad event's lane may
-    # drop it before a flush starts (then nothing pending at that flush was lost).
+    # The next produce request is refused, whatever messages it carries: the good
+    # event is sent once the bad one's request was answered.
+    cluster.push_produce_errors([INVALID_RECORD])
+    transport.emit(bad)
+    assert wait_until(lambda: transport.stats().dropped_total == 1)
+    transport.emit(good)
     assert wait_until(lambda: transport.stats().delivered + transport.stats().dropped_total == 3)
     stats = transport.stats()
     assert (stats.delivered, stats.failed, stats.retried) == (2, 1, 0)
@@ -570,6 +576,46 @@ def test_a_non_retryable_kafka_error_drops_only_that_event(
     ids = [r.event["run"]["runId"] for r in consume(cluster, topic)]
     assert bad.run.runId not in ids
     assert good.run.runId in ids
+
+
+def big_event(facet_bytes: int) -> RunEvent:
+    """An event with a custom run facet of ``facet_bytes`` (sheddable: see ``_size``)."""
+    event = make_event()
+    assert event.run.facets is not None
+    event.run.facets["big"] = {"_producer": PRODUCER, "_schemaURL": PRODUCER, "blob": "x" * facet_bytes}  # type: ignore[assignment]
+    return event
+
+
+def test_an_event_over_message_max_bytes_is_sent_again_without_its_facets(
+    cluster: MockCluster, topic: str, make_transport: MakeTransport
+) -> None:
+    """produce() refuses it locally (MSG_SIZE_TOO_LARGE): Kafka's 413, shrunk once as for HTTP."""
+    transport = make_transport(producer={"message.max.bytes": 10_000})
+    big, small = big_event(20_000), make_event()
+
+    transport.emit(big)
+    transport.emit(small)
+
+    assert wait_until(lambda: transport.stats().delivered == 2)
+    stats = transport.stats()
+    assert (stats.dropped_total, stats.truncated["too_large"]) == (0, 1)
+    [arrived] = [r.event for r in consume(cluster, topic) if r.event["run"]["runId"] == big.run.runId]
+    assert "big" not in arrived["run"]["facets"]
+    assert arrived["run"]["facets"][TRUNCATION_FACET]["reason"] == "too_large"
+
+
+def test_events_whose_produce_request_the_broker_refused_as_too_large_are_sent_again_alone(
+    cluster: MockCluster, topic: str, make_send_many: MakeSendMany
+) -> None:
+    """The broker refuses a whole request: its small events were refused for their batch-mates."""
+    _, send_many = make_send_many()
+    events = [make_event(job=f"job-{i % 7}") for i in range(50)]
+    cluster.push_produce_errors([MSG_SIZE_TOO_LARGE])  # the call's first produce request
+
+    outcomes = send_many(events)
+
+    assert outcomes == [None] * len(events)  # delivered, none of them shrunk
+    assert sorted(run_ids(consume(cluster, topic))) == sorted(e.run.runId for e in events)
 
 
 def test_retriable_broker_errors_are_retried_by_librdkafka_within_one_attempt(
@@ -628,19 +674,7 @@ def test_a_forked_child_delivers_through_a_new_producer(
             code = 0
         finally:
             os._exit(code)
-    deadline = time.monotonic() + 15
-    status = None
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.01)
-    else:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the forked child did not finish within 15 s")
-    assert status is not None
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert child_exit_code(pid, timeout_s=15) == 0
     ids = [r.event["run"]["runId"] for r in consume(cluster, topic)]
     assert sorted(ids) == sorted([parent_event.run.runId, child_event.run.runId])
 
@@ -680,6 +714,10 @@ def kafka_exception(code: int, *, fatal: bool = False, retriable: bool = False) 
 def test_kafka_errors_are_classified(error: Exception, retryable: bool, reason: str) -> None:
     verdict = classify(error)
     assert (verdict.retryable, verdict.reason) == (retryable, reason)
+
+
+def test_a_message_too_large_for_kafka_is_dropped_as_too_large_like_an_http_413() -> None:
+    assert classify(kafka_exception(KafkaError.MSG_SIZE_TOO_LARGE)).dropped_as == "too_large"
 
 
 def test_a_wrapped_kafka_error_is_classified_by_its_cause() -> None:
@@ -840,14 +878,14 @@ def test_an_event_counts_delivered_only_on_its_own_successful_report(
 ) -> None:
     _, send_many = make_send_many()
     events = [make_event(job=f"job-{i % 7}") for i in range(200)]
-    cluster.push_produce_errors([MSG_SIZE_TOO_LARGE])  # the call's first produce request is refused
+    cluster.push_produce_errors([INVALID_RECORD])  # the call's first produce request is refused
     outcomes = send_many(events)
     failed = {e.run.runId for e, o in zip(events, outcomes, strict=True) if isinstance(o, BaseException)}
     delivered = {
         e.run.runId for e, o in zip(events, outcomes, strict=True) if not isinstance(o, BaseException)
     }
     assert failed  # the refused request's events...
-    assert all(classify(cast(BaseException, o)).reason == "kafka_msg_size_too_large" for o in outcomes if o)
+    assert all(classify(cast(BaseException, o)).reason == "kafka_invalid_record" for o in outcomes if o)
     assert sorted(run_ids(consume(cluster, topic))) == sorted(delivered)  # ...are exactly the ones missing
 
 
@@ -998,19 +1036,7 @@ def test_a_forked_child_sends_many_through_a_new_producer(
                 code = 0 if list(send_many(child_events)) == [None] * 20 else 3
         finally:
             os._exit(code)
-    deadline = time.monotonic() + 15
-    status = None
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        time.sleep(0.01)
-    else:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        pytest.fail("the forked child did not finish within 15 s")
-    assert status is not None
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert child_exit_code(pid, timeout_s=15) == 0
     assert sorted(run_ids(consume(cluster, topic))) == sorted(e.run.runId for e in child_events)
 
 
@@ -1020,7 +1046,7 @@ def test_threaded_transport_counts_delivered_only_what_the_broker_acknowledged(
     transport = make_transport()
     transport.emit(make_event(job="warm-up"))
     assert transport.flush(10)
-    cluster.push_produce_errors([MSG_SIZE_TOO_LARGE] * 2)  # two produce requests refused
+    cluster.push_produce_errors([INVALID_RECORD] * 2)  # two produce requests refused
     events = [make_event(job=f"job-{i % 7}") for i in range(300)]
     for event in events:
         transport.emit(event)

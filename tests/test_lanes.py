@@ -16,7 +16,7 @@ from openlineage.client.event_v2 import DatasetEvent, Job, JobEvent, RunState, S
 from openlineage.client.serde import Serde
 
 from openlineage_emitter import EmitterSettings, Overflow, RetryPolicy, ThreadedTransport
-from openlineage_emitter._lanes import lane_key
+from openlineage_emitter._run_order import run_key as lane_key
 from openlineage_emitter.collector import Answer, Collector
 from openlineage_emitter.settings import max_threads
 from tests.conftest import PRODUCER, emitter_threads, make_event, wait_until

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+from openlineage.client.event_v2 import RunState
 from openlineage.client.serde import Serde
 
 from openlineage_emitter import BreakerState, EmitterSettings, RetryPolicy, ThreadedTransport
@@ -967,6 +968,58 @@ def test_a_live_event_overtakes_the_rest_of_a_batch_being_replayed(
     assert sorted(d for d in delivered if d not in (first, second)) == sorted(spooled)
     assert len(set(delivered)) == 22
     assert transport.stats().replayed == 20
+
+
+def test_a_run_whose_start_went_to_the_spool_gets_its_complete_after_it(
+    spool_dir: Path, collector: Collector, make_transport: MakeTransport
+) -> None:
+    """Live events go before the replay; a run with events in the spool is the exception:
+    its next events are written behind them, so START still arrives first."""
+    transport = make_transport(collector.url, spool_dir, breaker_threshold=0)
+    start = make_event(RunState.START)
+    complete = make_event(RunState.COMPLETE, run_id=start.run.runId)
+    collector.script([Answer(status=503)])  # START's one attempt fails: it is spooled
+    transport.emit(start)
+    assert wait_until(lambda: transport.stats().spooled == 1)
+
+    transport.emit(complete)  # the backend answers again, but START is still in the spool
+
+    assert collector.wait_for(2, timeout_s=5)
+    assert [e["eventType"] for e in collector.events] == ["START", "COMPLETE"]
+    assert wait_until(lambda: transport.stats().replayed == 2)  # counted once the call returned
+    assert (transport.stats().spooled, transport.stats().dropped_total) == (2, 0)
+
+
+def test_flush_gives_the_replay_time_for_events_spilled_only_to_keep_order(
+    spool_dir: Path, collector: Collector, make_transport: MakeTransport
+) -> None:
+    """A task runner flushes and exits: its COMPLETE, written behind its spooled START,
+    must not be left to a later process (in a pod, none comes)."""
+    transport = make_transport(collector.url, spool_dir, breaker_threshold=0, breaker_cooldown_s=0.05)
+    start = make_event(RunState.START)
+    collector.script([Answer(status=503)])
+    transport.emit(start)
+    assert wait_until(lambda: transport.stats().spooled == 1)
+    transport.emit(make_event(RunState.COMPLETE, run_id=start.run.runId))
+
+    assert transport.flush(5)
+
+    assert [e["eventType"] for e in collector.events] == ["START", "COMPLETE"]
+
+
+def test_other_runs_are_not_held_behind_the_spool(
+    spool_dir: Path, collector: Collector, make_transport: MakeTransport
+) -> None:
+    transport = make_transport(collector.url, spool_dir, breaker_threshold=0)
+    collector.script([Answer(status=503)])
+    [spooled] = emit_all(transport, 1)
+    assert wait_until(lambda: transport.stats().spooled == 1)
+
+    others = emit_all(transport, 10, job="other")
+
+    assert collector.wait_for(11, timeout_s=5)
+    assert sorted(run_ids(collector.events)) == sorted([spooled, *others])
+    assert transport.stats().spooled == 1  # only the spooled run's own event went there
 
 
 def test_a_spooled_event_the_backend_rejects_on_replay_is_quarantined_not_deleted(

@@ -67,7 +67,9 @@ class LaneGroup:
 
         True if it drained and nothing was lost meanwhile, i.e. everything pending at
         the call was delivered (or, with a spool, is safe on disk). Lanes: every lane
-        within one deadline.
+        within one deadline. Then, within what is left of it, the replay is given time
+        for the events spilled only to keep their run's order (``_run_order``): a task
+        runner flushes before it exits.
         """
         members = self._members()
         deadline = time.monotonic() + clamp_wait_s(timeout_s)
@@ -78,6 +80,9 @@ class LaneGroup:
             lost_before = first._lost()
         # A list, not all(generator): every lane gets what is left, even after one failed.
         drained = all([lane._drain(deadline - time.monotonic()) for lane in members])
+        replaying = [lane for lane in members if lane._replays]
+        if drained and replaying:
+            replaying[0]._replayed(deadline - time.monotonic())
         with first._lock:
             return drained and first._lost() == lost_before
 

@@ -10,6 +10,7 @@ emitter's many-events-per-call sender) keeps every event of a call in flight at 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -286,8 +287,12 @@ class KafkaDelivery:
 
     def __call__(self, event: Any) -> None:
         """Deliver one event; raises what the retry policy classifies if it was not delivered."""
+        self.send_by(event, time.monotonic() + self.wait_s)
+
+    def send_by(self, event: Any, deadline: float) -> None:
+        """:meth:`__call__`, waiting for the report until ``deadline`` (monotonic)."""
         message = self.message(Serde.to_dict(event))
-        self.deliver([message], time.monotonic() + self.wait_s)
+        self.deliver([message], deadline)
         if not message.delivered:
             raise outcome_of(self._ck, message)
 
@@ -495,8 +500,22 @@ class KafkaSendMany:
         self.delivery.deliver([m for _, m in messages], deadline)
         for i, m in messages:
             if not m.delivered:
-                outcomes[i] = outcome_of(self.delivery._ck, m)
+                outcome = outcome_of(self.delivery._ck, m)
+                too_large = classify(outcome).dropped_as == "too_large"
+                outcomes[i] = self._alone(events[i], deadline) if too_large else outcome
         return outcomes
+
+    def _alone(self, event: Any, deadline: float) -> object:
+        """An event refused as too large, sent once more on its own through the sized send,
+        within the call's deadline: a broker refuses a whole produce request, so its
+        batch-mates may be why; if it is the event itself, the sized send sheds its
+        facets and tries again, as on an HTTP 413."""
+        if time.monotonic() >= deadline:
+            return KafkaNotProduced("not sent again on its own within the call's deadline")
+        try:
+            return self._sized.through(functools.partial(self.delivery.send_by, deadline=deadline), event)
+        except Exception as exc:  # noqa: BLE001 - this event's outcome
+            return exc
 
 
 def outcome_of(ck: Any, m: _Message) -> BaseException:
@@ -532,7 +551,7 @@ def kafka_send_many(transport: KafkaTransport, settings: EmitterSettings) -> Kaf
     delivery = KafkaDelivery(transport, kafka_attempt_wait_s(settings))
     return KafkaSendMany(
         delivery,
-        # Its budget only: a Kafka broker's "too large" is not an HTTP 413, there is no shrunk retry.
+        # Its budget, and its shrunk retry of an event refused as too large (``_alone``).
         SizedSend(delivery, settings.max_event_bytes, name=f"openlineage-emitter[{transport.kind}]"),
     )
 

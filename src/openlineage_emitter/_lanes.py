@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from openlineage_emitter import _validators as v
 from openlineage_emitter._closing import LaneGroup
 from openlineage_emitter._forksafe import reinit_in_child
+from openlineage_emitter._run_order import run_key as lane_key
 from openlineage_emitter._shared import EmitterOptions, LaneOf, Shared
 from openlineage_emitter.emitter import DEFAULT_NAME, ThreadEmitter
 from openlineage_emitter.metrics import Publisher
@@ -26,25 +27,6 @@ from openlineage_emitter.settings import EmitterSettings
 
 if TYPE_CHECKING:  # typing.Unpack is 3.11+; only the type checker reads it here
     from typing import Unpack
-
-
-def lane_key(event: Any) -> int:
-    """Equal for every event of one run: its ``run.runId`` (an event object, or a dict as
-    replayed from the spool); without a run (dataset/job events) its job; else 0."""
-    # dict, not Mapping: an ABC isinstance check would double the caller's cost of emit.
-    if isinstance(event, dict):
-        run, job = event.get("run"), event.get("job")
-        run_id = run.get("runId") if isinstance(run, dict) else None
-        if run_id is not None:
-            return hash(run_id)
-        if isinstance(job, dict):
-            return hash((job.get("namespace"), job.get("name")))
-        return 0
-    run_id = getattr(getattr(event, "run", None), "runId", None)
-    if run_id is not None:
-        return hash(run_id)
-    job = getattr(event, "job", None)
-    return 0 if job is None else hash((getattr(job, "namespace", None), getattr(job, "name", None)))
 
 
 class Lanes(LaneGroup):

@@ -21,6 +21,7 @@ from openlineage_emitter._batching import SendMany
 from openlineage_emitter._caller import AbandonedCalls
 from openlineage_emitter._ratelimit import RateLimitedLog
 from openlineage_emitter._replayer import Drained, Sending
+from openlineage_emitter._run_order import SpooledRuns
 from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter.metrics import Metrics, Publisher
 from openlineage_emitter.retry import CircuitBreaker
@@ -86,6 +87,12 @@ class Shared:
     #: unevenly onto lanes are not refused while the emitter has room.
     queues: list[deque[Item]] = attrs.field(factory=list)
     queued: int = 0
+    #: The runs with events in the spool: their next events go there too (``_run_order``).
+    spooled_runs: SpooledRuns = attrs.field(factory=SpooledRuns)
+    #: Events spilled only to stay behind their run's spooled events, until a replay
+    #: finds the spool empty (under ``lock``): ``flush`` gives the replay time for them.
+    behind_spooled: int = 0
+    replay_failed: int = 0  #: replays stopped by a retryable failure (under ``lock``)
 
     @classmethod
     def new(

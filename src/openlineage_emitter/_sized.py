@@ -37,6 +37,10 @@ class SizedSend:
         self._warn = RateLimitedLog(log, interval_s=300)
 
     def __call__(self, event: Any) -> object:
+        return self.through(self._send, event)
+
+    def through(self, send: Callable[[Any], object], event: Any) -> object:
+        """As a call, but through ``send`` (the same sender, e.g. with a nearer deadline)."""
         first: Shrunk | None = None
         body: dict[str, Any] | None = None
         if self._budget:
@@ -44,14 +48,14 @@ class SizedSend:
             first = shrink(body, self._budget, reason="budget")
         try:
             if first is not None and first.changed:
-                self._send(first.event)
+                send(first.event)
                 self._warn_shed(first)
                 return Truncated("budget")
-            return self._send(event)
+            return send(event)
         except Exception as exc:
             if classify(exc).dropped_as != "too_large":
                 raise
-            return self._retry_smaller(event if body is None else body, first, exc)
+            return self._retry_smaller(send, event if body is None else body, first, exc)
 
     def fit(self, event: Any) -> tuple[Any, Truncated | None]:
         """``event`` as it is to be sent under the budget, and ``Truncated`` if facets were shed.
@@ -80,12 +84,14 @@ class SizedSend:
             shrunk.final_bytes,
         )
 
-    def _retry_smaller(self, body: Any, first: Shrunk | None, refused: Exception) -> Truncated:
+    def _retry_smaller(
+        self, send: Callable[[Any], object], body: Any, first: Shrunk | None, refused: Exception
+    ) -> Truncated:
         """The backend answered 413: once more with every sheddable facet shed."""
         smallest = shrink(_as_dict(body), None, reason="too_large")
         if not smallest.changed or (first is not None and len(smallest.shed) == len(first.shed)):
             raise refused  # nothing more to shed: dropped as too_large
-        self._send(smallest.event)  # a second 413 raises: dropped as too_large
+        send(smallest.event)  # a second 413 raises: dropped as too_large
         self._warn.warn(
             "too_large",
             "%s: the backend refused an event of %d bytes as too large (413); sent it again without "

@@ -250,6 +250,31 @@ class ThreadEmitter(LaneGroup):
         with self._lock:
             return self._drained.wait_for(self._idle, clamp_wait_s(timeout_s))
 
+    def _replayed(self, timeout_s: float) -> None:
+        """Flush, on the replaying lane: wait at most ``timeout_s`` for the replay to send
+        the events spilled only to keep their run's order, unless it cannot (the breaker
+        is open, or a replay failed meanwhile). They are safe on disk, but a task runner
+        about to exit would leave them to the next process on its host (none, in a pod
+        that goes with its disk), where before they were sent live."""
+        deadline = time.monotonic() + clamp_wait_s(timeout_s)
+        shared = self._shared
+        with self._lock:
+            failed_before = shared.replay_failed
+
+        def done() -> bool:
+            return (
+                not shared.behind_spooled
+                or self._closed
+                or shared.replay_failed != failed_before
+                or self._breaker.state is BreakerState.OPEN
+            )
+
+        with self._lock:
+            # Polled: the replay's cool-down after the failure that spooled the run ends
+            # without anyone to notify.
+            while not done() and (remaining := deadline - time.monotonic()) > 0:
+                self._drained.wait(min(remaining, 0.05))
+
     def _lost(self) -> int:
         # Refusals after close() are not events that were pending, so they do not count.
         dropped = self._counters.dropped
@@ -305,6 +330,8 @@ class ThreadEmitter(LaneGroup):
                     written, invalid = self._backlog.spill(events)
                 except Exception:
                     log.warning("%s: spilling to the spool failed", self._name, exc_info=True)
+                if written:
+                    self._shared.spooled_runs.written(events)
         finally:
             with self._lock:
                 self._spilling -= len(events)
@@ -424,6 +451,9 @@ class ThreadEmitter(LaneGroup):
         spilled. A batch is retried as a whole, minus what it already delivered or
         dropped, before anything behind it: per-run order holds across retries."""
         settings = self._settings
+        pending = self._behind_spooled(items)  # not yet delivered, dropped or spilled
+        if not pending:
+            return
         if not self._breaker.allow():
             if self._backlog is not None:
                 # Spill everything queued behind it as one batch: one file, not one per event.
@@ -447,7 +477,6 @@ class ThreadEmitter(LaneGroup):
         probe = self._breaker.probing
         attempts = 0
         first_at = time.monotonic()
-        pending = list(range(len(items)))  # not yet delivered or dropped
 
         def attempt() -> None:
             nonlocal attempts
@@ -480,6 +509,23 @@ class ThreadEmitter(LaneGroup):
         else:
             self._replay_not_before = 0.0
             self._backend_answered()
+
+    def _behind_spooled(self, items: list[Item]) -> list[int]:
+        """The indices of ``items`` to send; those of runs with events in the spool are
+        spilled behind them instead (see ``_run_order``: the replay goes after live events)."""
+        everything = list(range(len(items)))
+        spooled_runs = self._shared.spooled_runs
+        if not spooled_runs:  # the common case: one truth test, no lock
+            return everything
+        behind = spooled_runs.behind([event for event, _ in items])
+        if not behind:
+            return everything
+        if self._settle(behind, "behind_spooled"):
+            with self._lock:
+                self._shared.behind_spooled += len(behind)
+        # The replaying lane may be asleep until its next rescan: these are due now.
+        self._shared.replay_wake.set()
+        return [i for i in everything if i not in behind]
 
     def _settle_outcomes(self, items: list[Item], pending: list[int], outcomes: Sequence[object]) -> None:
         """One outcome per pending event of a batch: delivered, dropped for good, or kept in
@@ -661,12 +707,22 @@ class ThreadEmitter(LaneGroup):
                     self._count_replayed,
                 )
             )
+            looked = self._shared.spooled_runs.looked()
             drained = self._backlog.replay(sending)
         except Exception:
             log.warning("%s: reading the spool failed", self._name, exc_info=True)
             drained = Drained()
+        else:
+            # Nothing to claim: no run is behind the spool any more.
+            if not drained.batches and self._shared.spooled_runs.found_empty(looked):
+                with self._lock:
+                    self._shared.behind_spooled = 0
+        with self._lock:
+            self._drained.notify_all()  # a flush may be waiting for this replay (see _replayed)
         if drained.unavailable is not None:
             self._replay_not_before = time.monotonic() + self._settings.breaker_cooldown_s
+            with self._lock:
+                self._shared.replay_failed += 1
         elif not drained.batches:
             self._replay_not_before = time.monotonic() + BACKLOG_RESCAN_S
         if probing:

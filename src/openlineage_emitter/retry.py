@@ -170,7 +170,8 @@ def classify(exc: BaseException) -> Verdict:
     transient Kafka errors.
 
     A 3xx (a redirect the http transport refused to follow) is not retryable: ``redirect``.
-    A 413 is not retryable either, and counted apart: ``too_large``.
+    A 413 is not retryable either, and counted apart: ``too_large`` (so is Kafka's
+    ``MSG_SIZE_TOO_LARGE``).
 
     Everything else drops. Kafka (confluent-kafka): a ``KafkaException`` whose error is
     fatal is not retried; one that says ``retriable()`` or has a code in
@@ -237,6 +238,10 @@ def _kafka_verdict(err: BaseException) -> Verdict | None:
     name = str(error.name()).lstrip("_").lower()
     if kafka_error_is_fatal(error):
         return Verdict(False, f"kafka_fatal_{name}")
+    if error.code() == kafka.KafkaError.MSG_SIZE_TOO_LARGE:
+        # Kafka's 413 (from produce() over message.max.bytes, or the broker's refusal, e.g.
+        # Event Hubs' 1 MB): the sized send retries once with facets shed, as for HTTP.
+        return Verdict(False, f"kafka_{name}", dropped_as="too_large")
     if error.retriable() or error.code() in KAFKA_RETRYABLE_CODES:
         return Verdict(True, f"kafka_{name}")
     return Verdict(False, f"kafka_{name}")

@@ -18,6 +18,7 @@ DROP_REASONS = (
     "retries_exhausted",  # retryable errors until attempts or the per-event deadline ran out
     "shutdown",  # still queued or in flight when the close/exit deadline was reached
     "too_large",  # the backend refused it as too large (413) even with its facets shed
+    "behind_spooled",  # its run had events in the spool; writing it there behind them failed
 )
 # too_large is never spooled: no later attempt would be accepted either.
 

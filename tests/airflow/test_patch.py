@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, NoReturn
 
@@ -86,7 +86,20 @@ def make_provider(url: str, *, threaded: bool = False) -> tuple[Any, Any]:
         def before_stopping(self, component: object) -> None:
             self.executor.shutdown(wait=True)
 
+        #: What happens while the DAG-run hook reads the run (a test sends a signal there).
+        while_reading_the_run: Callable[[], object] = staticmethod(lambda: None)
+
+        def on_dag_run_success(self, dag_run: str, msg: str) -> None:
+            try:  # the provider's DAG-run hooks: the whole body under `except BaseException`
+                self.while_reading_the_run()
+                self.submit_callable(self.adapter.emit, dag_run)
+            except BaseException as e:
+                logging.getLogger("tests.provider.listener").warning(
+                    "OpenLineage received exception in method on_dag_run_success", exc_info=e
+                )
+
         setattr(before_stopping, HOOK_MARK, {"hookwrapper": False})
+        setattr(on_dag_run_success, HOOK_MARK, {"hookwrapper": False})
 
     return Listener, Adapter
 
@@ -281,6 +294,91 @@ def test_a_signal_handlers_exit_raised_while_waiting_is_not_swallowed() -> None:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def sigterm_exits() -> Iterator[Callable[..., NoReturn]]:
+    """SIGTERM handled as Airflow's scheduler does: ``sys.exit`` from a Python handler."""
+
+    def exit_gracefully(signum: int, frame: object) -> NoReturn:
+        raise SystemExit(0)
+
+    previous = signal.signal(signal.SIGTERM, exit_gracefully)
+    try:
+        yield exit_gracefully
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def sigterm_now() -> None:
+    # raise_signal runs the Python handler before it returns: the signal lands right here.
+    signal.raise_signal(signal.SIGTERM)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="needs signals")
+def test_the_providers_dag_run_hook_alone_swallows_a_sigterm_exit(
+    sigterm_exits: Callable[..., NoReturn], caplog: pytest.LogCaptureFixture
+) -> None:
+    """What the fix is for: unpatched, the scheduler's SIGTERM exit is logged and dropped."""
+    listener_cls, _ = make_provider("http://127.0.0.1:9")
+    listener = listener_cls()
+    listener.while_reading_the_run = sigterm_now
+
+    listener.on_dag_run_success("dag", "success")  # returns: the scheduler would keep going
+
+    [record] = [r for r in caplog.records if "on_dag_run_success" in r.getMessage()]
+    assert record.exc_info is not None
+    assert record.exc_info[0] is SystemExit
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="needs signals")
+def test_a_sigterm_during_a_dag_run_hook_stops_the_process_once_the_hook_has_emitted(
+    fresh_process: None,
+    no_fork: None,
+    collector: Collector,
+    sigterm_exits: Callable[..., NoReturn],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    listener, _ = patched(collector.url)
+    listener.while_reading_the_run = sigterm_now
+
+    with pytest.raises(SystemExit):
+        listener.on_dag_run_success("dag", "success")
+
+    assert not [r for r in caplog.records if "on_dag_run_success" in r.getMessage()]
+    assert signal.getsignal(signal.SIGTERM) is sigterm_exits
+    assert collector.wait_for(1, timeout_s=5)
+    assert [e["job"]["name"] for e in collector.events] == ["dag"]  # the hook ran to its end
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="needs signals")
+def test_a_dag_run_hook_without_a_signal_returns_and_leaves_the_handlers_as_they_were(
+    fresh_process: None, no_fork: None, collector: Collector, sigterm_exits: Callable[..., NoReturn]
+) -> None:
+    listener, _ = patched(collector.url)
+    sigint = signal.getsignal(signal.SIGINT)
+
+    listener.on_dag_run_success("dag", "success")
+
+    assert signal.getsignal(signal.SIGTERM) is sigterm_exits
+    assert signal.getsignal(signal.SIGINT) is sigint
+    assert collector.wait_for(1, timeout_s=5)
+
+
+def test_a_dag_run_hook_off_the_main_thread_leaves_signal_handling_alone(
+    fresh_process: None, no_fork: None, collector: Collector
+) -> None:
+    listener, _ = patched(collector.url)
+    seen: list[object] = []
+    listener.while_reading_the_run = lambda: seen.append(signal.getsignal(signal.SIGTERM))
+    before = signal.getsignal(signal.SIGTERM)
+
+    hook = threading.Thread(target=listener.on_dag_run_success, args=("dag", "success"))
+    hook.start()
+    hook.join(timeout=5)
+
+    assert seen == [before]
+    assert collector.wait_for(1, timeout_s=5)
 
 
 class TaskTimeout(BaseException):

@@ -87,6 +87,19 @@ def test_an_airflow_task_timeout_during_before_stopping_does_not_escape(
     assert result["elapsed_s"] < 3.0  # cut short by timeout(1), not by the exit budget
 
 
+def test_a_sigterm_during_a_dag_run_hook_stops_the_process_where_upstream_swallowed_it(
+    airflow_home: AirflowHome, collector: Collector
+) -> None:
+    attached = run_scenario(airflow_home, http(collector.url), "sigterm-in-dag-run-hook")
+    upstream = run_scenario(airflow_home, http(collector.url), "sigterm-in-dag-run-hook", **OFF)
+
+    assert (attached["patched"], upstream["patched"]) == (True, False)
+    assert attached["signalled"]
+    assert upstream["signalled"]
+    assert (attached["escaped"], upstream["escaped"]) == ("SystemExit", None)
+    assert attached["handler_restored"]
+
+
 def test_an_adapter_given_its_own_client_sends_to_that_clients_backend(
     airflow_home: AirflowHome, collector: Collector
 ) -> None:

@@ -16,6 +16,9 @@ What is routed where:
   ``submit_callable`` -> ``executor.submit``: an in-process executor, never a process pool.
 - ``before_stopping`` — a bounded flush of the process's emitter (see ``process``), then
   one line saying what became of the events queued so far (see ``tasklog``).
+- ``on_dag_run_running/success/failed`` and the manual state-change hook — run as the
+  provider wrote them, with SIGTERM/SIGINT held until they return (see ``stop_signals``):
+  their ``except BaseException`` swallowed the ``sys.exit`` of a scheduler's SIGTERM handler.
 - ``on_starting`` (and ``before_stopping``) — only observed: the component Airflow passes
   (the task runner's marker, a scheduler/triggerer/DAG-processor ``Job``) tells the
   process which component it is, for the metrics' ``component`` tag.
@@ -40,6 +43,7 @@ from typing import Any
 
 from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter.airflow import process, tasklog
+from openlineage_emitter.airflow.stop_signals import deferred_stop_signals
 
 log = masked_logger(__name__)
 
@@ -50,6 +54,8 @@ MARK = "__openlineage_emitter_patched__"
 LISTENER_NEEDS = ("_execute", "_on_task_instance_manual_state_change", "before_stopping", "executor")
 ADAPTER_NEEDS = ("get_or_create_openlineage_client",)
 EXECUTE_PARAMS = ("callable", "callable_name", "use_fork")
+#: Hooks the provider guards with ``except BaseException`` (wrapped when present).
+DAG_RUN_HOOKS = ("on_dag_run_running", "on_dag_run_success", "on_dag_run_failed")
 
 #: True while a manual / external state change is being handled: never fork for it.
 _server_path: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -105,7 +111,7 @@ def _patch_listener(cls: Any) -> None:
     def _on_task_instance_manual_state_change(self: Any, *args: Any, **kwargs: Any) -> Any:
         with contextlib.suppress(Exception):
             process.current().role.manual_state_change = True
-        with _on_server_path():
+        with _on_server_path(), deferred_stop_signals():
             return original_manual(self, *args, **kwargs)
 
     @functools.wraps(original_stopping)
@@ -139,6 +145,9 @@ def _patch_listener(cls: Any) -> None:
             return original_starting(self, component)
 
         cls.on_starting = on_starting
+    for name in DAG_RUN_HOOKS:
+        if callable(getattr(cls, name, None)):
+            setattr(cls, name, _signals_held(getattr(cls, name)))
     cls._execute = _execute
     cls._on_task_instance_manual_state_change = _on_task_instance_manual_state_change
     cls.before_stopping = before_stopping
@@ -180,6 +189,15 @@ def _patch_adapter(cls: Any) -> None:
     if isinstance(original_log, property) and original_log.fget is not None:
         getter = original_log.fget
         cls.log = property(lambda self: tasklog.TruthfulLog(getter(self), self), doc=original_log.__doc__)
+
+
+def _signals_held(hook: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(hook)
+    def held(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with deferred_stop_signals():
+            return hook(self, *args, **kwargs)
+
+    return held
 
 
 def _observe(component: Any) -> None:

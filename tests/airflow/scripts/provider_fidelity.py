@@ -14,12 +14,16 @@ plugin attaches unless the environment switches it off. Scenarios:
 - ``explicit-client URL``: an adapter given a client of its own, sending to ``URL``, next
   to the listener's adapter (built from ``[openlineage] transport``); each emits once, the
   explicit one first and last.
+- ``sigterm-in-dag-run-hook``: the listener's ``on_dag_run_success`` while SIGTERM arrives,
+  the handler exiting as the scheduler's does: whether its ``SystemExit`` escapes the hook.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import sys
 import time
 import uuid
@@ -100,6 +104,38 @@ def explicit_client(url: str) -> dict[str, Any]:
     return {"explicit_kind": explicit.get_or_create_openlineage_client().transport.kind}
 
 
+class SignalledDagRun:
+    """A DAG run whose first attribute read is where SIGTERM lands (then it has no attributes)."""
+
+    def __init__(self) -> None:
+        self.signalled = False
+
+    def __getattr__(self, name: str) -> Any:
+        if not self.signalled:
+            self.signalled = True
+            signal.raise_signal(signal.SIGTERM)  # the handler runs before this returns
+        raise AttributeError(name)
+
+
+def sigterm_in_dag_run_hook() -> dict[str, Any]:
+    def exit_gracefully(signum: int, frame: object) -> None:  # as SchedulerJobRunner's
+        sys.exit(os.EX_OK)
+
+    signal.signal(signal.SIGTERM, exit_gracefully)
+    listener = get_openlineage_listener()
+    dag_run = SignalledDagRun()
+    escaped = None
+    try:
+        listener.on_dag_run_success(dag_run=dag_run, msg="success")
+    except BaseException as exc:  # noqa: BLE001 - what escaped is the result
+        escaped = type(exc).__name__
+    return {
+        "signalled": dag_run.signalled,
+        "escaped": escaped,
+        "handler_restored": signal.getsignal(signal.SIGTERM) is exit_gracefully,
+    }
+
+
 def main(scenario: str, *args: str) -> None:
     get_listener_manager()  # loads the plugins, as every Airflow process does at start
     patched = bool(getattr(OpenLineageListener, patch.MARK, False))
@@ -107,6 +143,7 @@ def main(scenario: str, *args: str) -> None:
         "inspect": inspect,
         "before-stopping-timeout": before_stopping_timeout,
         "explicit-client": explicit_client,
+        "sigterm-in-dag-run-hook": sigterm_in_dag_run_hook,
     }
     result = run[scenario](*args)
     print(json.dumps({"patched": patched, **result}, default=str), flush=True)
