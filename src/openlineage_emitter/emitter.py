@@ -525,7 +525,8 @@ class ThreadEmitter(LaneGroup):
                 self._shared.behind_spooled += len(behind)
         # The replaying lane may be asleep until its next rescan: these are due now.
         self._shared.replay_wake.set()
-        return [i for i in everything if i not in behind]
+        spilled = set(behind)  # a Kafka call holds up to 1000 events: no list scan per event
+        return [i for i in everything if i not in spilled]
 
     def _settle_outcomes(self, items: list[Item], pending: list[int], outcomes: Sequence[object]) -> None:
         """One outcome per pending event of a batch: delivered, dropped for good, or kept in
@@ -709,20 +710,19 @@ class ThreadEmitter(LaneGroup):
             )
             looked = self._shared.spooled_runs.looked()
             drained = self._backlog.replay(sending)
+            # Nothing to claim: no run is behind the spool any more.
+            forgot = not drained.batches and self._shared.spooled_runs.found_empty(looked)
         except Exception:
             log.warning("%s: reading the spool failed", self._name, exc_info=True)
-            drained = Drained()
-        else:
-            # Nothing to claim: no run is behind the spool any more.
-            if not drained.batches and self._shared.spooled_runs.found_empty(looked):
-                with self._lock:
-                    self._shared.behind_spooled = 0
+            drained, forgot = Drained(), False
         with self._lock:
+            if forgot:
+                self._shared.behind_spooled = 0
+            if drained.unavailable is not None:
+                self._shared.replay_failed += 1
             self._drained.notify_all()  # a flush may be waiting for this replay (see _replayed)
         if drained.unavailable is not None:
             self._replay_not_before = time.monotonic() + self._settings.breaker_cooldown_s
-            with self._lock:
-                self._shared.replay_failed += 1
         elif not drained.batches:
             self._replay_not_before = time.monotonic() + BACKLOG_RESCAN_S
         if probing:
