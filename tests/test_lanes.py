@@ -88,13 +88,18 @@ def test_events_without_a_run_are_keyed_by_their_job() -> None:
 # -- order and concurrency ---------------------------------------------------------------
 
 
-def test_calls_of_different_runs_are_in_flight_at_once(make_transport: MakeTransport) -> None:
+def test_calls_of_different_runs_are_in_flight_at_once_when_the_backend_is_far(
+    make_transport: MakeTransport,
+) -> None:
     with Collector(Answer(hang=True)) as hung:
+        # A first answer 200 ms away, a call's CPU well under that: calls in flight pay off.
+        hung.script([Answer(delay_s=0.2)])
         transport = make_transport(hung.url, EmitterSettings(lanes=4, call_timeout_s=30), timeout=60)
+        transport.emit(make_event())
+        assert hung.wait_for(1, timeout_s=5)
         for run in run_ids_on_distinct_lanes(4, 4):
             transport.emit(make_event(RunState.START, run))
-        assert wait_until(lambda: transport.stats().in_flight == 4)
-        assert hung.wait_for(4, timeout_s=5, delivered=False)
+        assert hung.wait_for(1 + 4, timeout_s=5, delivered=False)  # four hung at once
 
 
 def test_each_runs_events_arrive_in_order_while_many_runs_are_delivered_at_once(

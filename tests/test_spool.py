@@ -1050,7 +1050,10 @@ def test_stats_count_events_evicted_by_the_size_bound(spool_dir: Path, make_tran
         spool_max_bytes=3 * size + size // 2,
         lanes=1,
     )
-    ids = spool_an_outage(transport, 8)  # one batch per event: each fails on its own
+    ids: list[str] = []
+    for spooled in range(1, 9):  # one at a time: one batch per event, each failed on its own
+        ids += emit_all(transport, 1)
+        assert wait_until(lambda n=spooled: transport.stats().spooled == n)
     stats = transport.stats()
     assert (stats.spooled, stats.spool_evicted, stats.dropped_total) == (8, 5, 0)
     assert spooled_run_ids(spool_dir) == sorted(ids[-3:])  # the newest are kept

@@ -179,18 +179,21 @@ class TimedCaller:
         *,
         busy_wait_s: float | None = None,
         while_waiting: Callable[[], None] | None = None,
+        grace_s: float = 0.0,
     ) -> object:
-        """``fn(arg)`` on a helper thread, waited on for at most ``timeout_s``.
+        """``fn(arg)`` on a helper thread, waited on for at most ``timeout_s`` (+ ``grace_s``).
 
         ``busy_wait_s`` (default ``timeout_s``) bounds the wait for a free thread while
         the abandoned-call cap is reached; ``while_waiting`` runs every 50 ms meanwhile.
+        ``grace_s`` is waited on top of ``timeout_s`` without being named in the
+        ``CallTimeout``: slack the caller's job needs beyond the timeout it was given.
         """
         runner = self._runner(timeout_s if busy_wait_s is None else busy_wait_s, cancelled)
         runner.start(arg)
         if while_waiting is None:
-            runner.done.wait(timeout_s)
+            runner.done.wait(timeout_s + grace_s)
         else:
-            deadline = time.monotonic() + timeout_s
+            deadline = time.monotonic() + timeout_s + grace_s
             while not runner.done.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
                 if time.monotonic() >= deadline:
                     break

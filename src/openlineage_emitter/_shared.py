@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypedDict
 import attrs
 
 from openlineage_emitter._batching import SendMany
+from openlineage_emitter._call_limit import CallLimit
 from openlineage_emitter._caller import AbandonedCalls
 from openlineage_emitter._ratelimit import RateLimitedLog
 from openlineage_emitter._replayer import Drained, Sending
@@ -93,6 +94,8 @@ class Shared:
     #: finds the spool empty (under ``lock``): ``flush`` gives the replay time for them.
     behind_spooled: int = 0
     replay_failed: int = 0  #: replays stopped by a retryable failure (under ``lock``)
+    #: How many lanes may have a call in flight (see ``_call_limit``); None for one lane.
+    calls: CallLimit | None = None
 
     @classmethod
     def new(
@@ -105,6 +108,7 @@ class Shared:
             abandoned=AbandonedCalls(MAX_ABANDONED_CALLS),
             publisher=Publisher(metrics, metric_tags) if metrics is not None else None,
             warn=RateLimitedLog(log),
+            calls=CallLimit(settings.lanes) if settings.lanes > 1 else None,
         )
 
 

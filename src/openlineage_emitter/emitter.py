@@ -26,10 +26,11 @@ import tenacity
 
 from openlineage_emitter import _validators as v
 from openlineage_emitter._batching import events_per_call
-from openlineage_emitter._caller import TimedCaller
+from openlineage_emitter._caller import CallTimeout, TimedCaller
 from openlineage_emitter._closing import LaneGroup, Undelivered, clamp_wait_s
 from openlineage_emitter._error_text import short_error
 from openlineage_emitter._forksafe import reinit_in_child
+from openlineage_emitter._in_turn import BUDGET_S, MAX_EVENTS, InTurn, NotSent
 from openlineage_emitter._replayer import Drained, Sending
 from openlineage_emitter._secrets import masked_logger
 from openlineage_emitter._shared import EmitterOptions, Item, LaneOf, Shared
@@ -90,7 +91,10 @@ class ThreadEmitter(LaneGroup):
         self._send = send
         self._send_many = options.get("send_many")
         self._settings = settings or EmitterSettings()
-        self._per_call = events_per_call(self._settings, self._send_many)
+        #: Without a ``SendMany`` (one event per request), events are still handed to the
+        #: call thread several at a time, to be sent there in turn (see ``_in_turn``).
+        self._in_turn = self._send_many is None
+        self._per_call = MAX_EVENTS if self._in_turn else events_per_call(self._settings, self._send_many)
         self._name = name
         self._thread_name = name if lane is None else f"{name}:lane{lane.index}"
         #: Events refused by a full queue held (at most) for the worker to spill: at least
@@ -141,8 +145,9 @@ class ThreadEmitter(LaneGroup):
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._counters = shared.counters
+        self._calls = shared.calls if self._lane is not None else None  # a lone emitter: one call
         self._caller = TimedCaller(
-            self._call if self._send_many is not None else self._send,
+            self._call,
             max_abandoned=MAX_ABANDONED_CALLS,
             name=self._thread_name,
             on_late_success=self._late_delivered,
@@ -417,15 +422,15 @@ class ThreadEmitter(LaneGroup):
         queue = self._queue
         if not queue:
             return []
-        if self._send_many is None:
-            self._shared.queued -= 1
-            return [queue.popleft()]
         taken = min(len(queue), self._per_call)
         self._shared.queued -= taken
         return [queue.popleft() for _ in range(taken)]
 
     def _call(self, job: Any) -> object:
-        """On the call thread, with a ``SendMany``: a batch through it, a lone event (replay) by ``send``."""
+        """On the call thread: a batch through the ``SendMany``, a hand-off in turn through
+        ``send``, a lone event (replay) through ``send``."""
+        if isinstance(job, InTurn):
+            return job.send(self._send, self._abort.is_set, self._calls)
         if isinstance(job, _Many):
             assert self._send_many is not None
             outcomes = self._send_many(job.events)
@@ -481,26 +486,28 @@ class ThreadEmitter(LaneGroup):
         def attempt() -> None:
             nonlocal attempts
             attempts += 1
-            started = time.monotonic()
-            try:
-                if self._send_many is None:
-                    result = self._caller.call(
-                        items[0][0],
-                        settings.call_timeout_s,
-                        self._abort.is_set,
-                        while_waiting=self._while_waiting,
-                    )
-                    self._delivered(items, 0, result)
-                    pending.clear()
+            while True:
+                started = time.monotonic()
+                try:
+                    if self._in_turn:
+                        outcomes = self._in_turn_call(items, pending)
+                    else:
+                        outcomes = self._caller.call(
+                            _Many([items[i][0] for i in pending]),
+                            settings.call_timeout_s,
+                            self._abort.is_set,
+                            while_waiting=self._while_waiting,
+                        )
+                finally:
+                    if self._publisher is not None:
+                        self._publisher.timing("call_latency", time.monotonic() - started)
+                self._settle_outcomes(items, pending, typing.cast(Sequence[object], outcomes))
+                if not pending:
                     return
-                batch = _Many([items[i][0] for i in pending])
-                outcomes = self._caller.call(
-                    batch, settings.call_timeout_s, self._abort.is_set, while_waiting=self._while_waiting
-                )
-            finally:
-                if self._publisher is not None:
-                    self._publisher.timing("call_latency", time.monotonic() - started)
-            self._settle_outcomes(items, pending, typing.cast(Sequence[object], outcomes))
+                # Only events the call did not reach are left: the next call sends them at
+                # once (no retry counted), unless the emitter is closing.
+                if self._abort.is_set():
+                    raise NotSent("the emitter is closing")
 
         try:
             attempt() if probe else self._retrying(attempt)
@@ -509,6 +516,28 @@ class ThreadEmitter(LaneGroup):
         else:
             self._replay_not_before = 0.0
             self._backend_answered()
+
+    def _in_turn_call(self, items: list[Item], pending: list[int]) -> list[object]:
+        """One hand-off of the pending events to the call thread (see ``_in_turn``), within
+        the emitter's limit on calls in flight; their outcomes, in order."""
+        job = InTurn([items[i][0] for i in pending])
+        calls = self._calls
+        if calls is not None and not calls.acquire(self._abort.is_set, self._while_waiting):
+            raise NotSent("the emitter is closing")
+        try:
+            result = self._caller.call(
+                job,
+                self._settings.call_timeout_s,
+                self._abort.is_set,
+                while_waiting=self._while_waiting,
+                grace_s=BUDGET_S,  # the last event may start BUDGET_S after the first
+            )
+        except CallTimeout as exc:
+            return job.abandon(exc)
+        finally:
+            if calls is not None:
+                calls.release()
+        return typing.cast(list[object], result)
 
     def _behind_spooled(self, items: list[Item]) -> list[int]:
         """The indices of ``items`` to send; those of runs with events in the spool are
@@ -537,6 +566,8 @@ class ThreadEmitter(LaneGroup):
         for i, outcome in zip(pending, outcomes, strict=True):
             if not isinstance(outcome, BaseException):
                 self._delivered(items, i, outcome)
+            elif isinstance(outcome, NotSent):
+                retry.append(i)  # not a failure: the call stopped before it
             elif classify(outcome).retryable:
                 retry.append(i)
                 error = error or outcome

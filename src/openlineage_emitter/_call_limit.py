@@ -1,0 +1,91 @@
+"""How many of an emitter's lanes may have a call in flight at once, adapted to where a call's time goes.
+
+Why: lanes pay off when a call's time is spent waiting on the network (a backend 20 ms
+away: 8 calls in flight deliver ~7x one). When it is spent on this process's CPU (a
+backend on loopback, where a POST is ~0.6 ms of client CPU), calls in flight only
+contend for the GIL: 8 busy lanes on loopback delivered 0.6-0.8x what one call at a
+time does. So the limit is what keeps one core busy and no more: the fastest call's
+wall time (``best``, the network's share plus one call's CPU) over a call's own CPU
+time (``cpu``, measured on its thread), at least 1 and at most the number of lanes.
+
+``best`` is the lowest wall time of the last two windows of samples, so that it follows
+a backend that moved (a window ends after ``WINDOW_SAMPLES`` samples or ``WINDOW_S``
+seconds), and is not raised by the contention of a high limit: the fastest calls of a
+window are the ones that met none.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+
+#: Samples, or seconds, after which a window of wall times ends.
+WINDOW_SAMPLES = 200
+WINDOW_S = 5.0
+
+#: Weight of a new sample in the moving mean of a call's CPU time.
+CPU_WEIGHT = 0.1
+
+#: How long one wait for a free slot lasts before ``while_waiting`` runs again.
+WAIT_SLICE_S = 0.05
+
+
+class CallLimit:
+    """A count of calls in flight, at most ``limit``; ``limit`` starts at 1 and follows samples."""
+
+    def __init__(self, most: int) -> None:
+        self._most = most
+        self._limit = 1
+        self._in_flight = 0
+        self._freed = threading.Condition(threading.Lock())
+        self._cpu_s = 0.0
+        self._best_s = math.inf  # best of the previous window
+        self._window_best_s = math.inf
+        self._window_samples = 0
+        self._window_end = 0.0
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    def acquire(self, stop: Callable[[], bool], while_waiting: Callable[[], None]) -> bool:
+        """Take a slot, waiting while ``limit`` calls are in flight; False if ``stop()`` became true."""
+        with self._freed:
+            while self._in_flight >= self._limit:
+                if stop():
+                    return False
+                self._freed.wait(WAIT_SLICE_S)
+                if self._in_flight >= self._limit:
+                    # Outside the lock: it spills overflow, which may take a while.
+                    self._freed.release()
+                    try:
+                        while_waiting()
+                    finally:
+                        self._freed.acquire()
+            self._in_flight += 1
+            return True
+
+    def release(self) -> None:
+        with self._freed:
+            self._in_flight -= 1
+            self._freed.notify()
+
+    def sample(self, wall_s: float, cpu_s: float) -> None:
+        """One call that succeeded: its wall time, and the CPU time its thread spent on it."""
+        now = time.monotonic()
+        with self._freed:
+            self._cpu_s = cpu_s if not self._cpu_s else self._cpu_s + CPU_WEIGHT * (cpu_s - self._cpu_s)
+            if self._window_samples and (self._window_samples >= WINDOW_SAMPLES or now >= self._window_end):
+                self._best_s, self._window_best_s, self._window_samples = self._window_best_s, math.inf, 0
+            if self._window_samples == 0:
+                self._window_end = now + WINDOW_S
+            self._window_samples += 1
+            self._window_best_s = min(self._window_best_s, wall_s)
+            best_s = min(self._best_s, self._window_best_s)
+            wanted = int(best_s / self._cpu_s) if self._cpu_s > 0 else self._most
+            limit = max(1, min(self._most, wanted))
+            if limit > self._limit:
+                self._freed.notify(limit - self._limit)
+            self._limit = limit

@@ -1,0 +1,91 @@
+"""Several queued events of a lane handed to its call thread at once, and sent there one after another.
+
+Why: a transport that sends one event per call (http) costs two thread switches per event
+when each event is handed over on its own (worker to call thread and back), about 0.1 ms
+of CPU on a 0.6 ms loopback POST. Handing over up to ``MAX_EVENTS`` at once pays that
+once per hand-off. Each event is still its own request, with the whole call timeout.
+
+The call thread stops early (the rest are ``NotSent``, left pending and sent by the next
+call, with no retry counted) when an event fails (the retry then starts with it: per-run
+order holds), when ``BUDGET_S`` has passed since the first event started (so that the
+caller's wait, the call timeout plus ``BUDGET_S``, bounds each event's request by the
+call timeout), when the emitter is closing, or when the worker gave up waiting for it:
+then the events it had not started are not sent by it, and the worker knows which of
+the events were delivered.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from openlineage_emitter._call_limit import CallLimit
+from openlineage_emitter._caller import CallTimeout
+
+#: Events one hand-off carries at most.
+MAX_EVENTS = 32
+
+#: No event of a hand-off starts later than this after its first one did.
+BUDGET_S = 0.05
+
+
+class NotSent(CallTimeout):
+    """Not sent: the call stopped before this event. It stays pending for the next call;
+    only a closing emitter ends its retries with it."""
+
+
+class InTurn:
+    """One hand-off: ``events`` for the call thread to send in turn (see the module docstring)."""
+
+    __slots__ = ("events", "_lock", "_abandoned", "_outcomes")
+
+    def __init__(self, events: list[Any]) -> None:
+        self.events = events
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._outcomes: list[object] = []  # one per event sent so far: its result or exception
+
+    def send(self, send: Callable[[Any], object], stop: Callable[[], bool], limit: CallLimit | None) -> list[object]:
+        """On the call thread: each event through ``send``, in order, until one of the stops."""
+        outcomes = self._outcomes
+        first_started = time.monotonic()
+        for event in self.events:
+            started = time.monotonic()
+            with self._lock:
+                # Checked under the lock the worker takes to give up on this hand-off: an
+                # event not started by then is never sent by this (abandoned) thread.
+                if self._abandoned or (outcomes and (started - first_started >= BUDGET_S or stop())):
+                    break
+            cpu_started = time.thread_time()
+            try:
+                result = send(event)
+            except Exception as exc:  # noqa: BLE001 - the event's outcome, classified by the worker
+                with self._lock:
+                    outcomes.append(exc)
+                break
+            if limit is not None:
+                limit.sample(time.monotonic() - started, time.thread_time() - cpu_started)
+            with self._lock:
+                outcomes.append(result)
+        with self._lock:
+            if self._abandoned and outcomes and isinstance(outcomes[-1], Exception):
+                # Given up on: the last event's failure is this call's, not a late success.
+                raise outcomes[-1]
+            return self._now()
+
+    def abandon(self, timeout: CallTimeout) -> list[object]:
+        """Worker side, after its wait timed out: the outcomes as they stand, the event in
+        flight failed with ``timeout``; from now on the call thread starts no other."""
+        with self._lock:
+            self._abandoned = True
+            return self._now(timeout)
+
+    def _now(self, in_flight: BaseException | None = None) -> list[object]:
+        """One outcome per event: the ones sent, then ``in_flight`` (if given), then ``NotSent``."""
+        done: list[object] = list(self._outcomes)
+        if in_flight is not None and len(done) < len(self.events):
+            done.append(in_flight)
+        return done + [NotSent("not sent yet")] * (len(self.events) - len(done))
+
