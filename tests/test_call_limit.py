@@ -82,10 +82,12 @@ def test_a_rising_limit_lets_waiting_calls_in() -> None:
     limit = CallLimit(8)
     assert limit.acquire(never, lambda: None)
     entered = threading.Semaphore(0)
-    waiters = [
-        threading.Thread(target=lambda: limit.acquire(never, lambda: None) and entered.release(), daemon=True)
-        for _ in range(3)
-    ]
+
+    def wait_for_a_slot() -> None:
+        if limit.acquire(never, lambda: None):
+            entered.release()
+
+    waiters = [threading.Thread(target=wait_for_a_slot, daemon=True) for _ in range(3)]
     for waiter in waiters:
         waiter.start()
     limit.sample(FAR_WALL_S, LOOPBACK_CPU_S)
@@ -109,4 +111,3 @@ def test_a_wait_ends_when_told_to_stop_and_runs_while_waiting_meanwhile() -> Non
 
     assert not limit.acquire(stop.is_set, while_waiting)
     assert waited == 2
-

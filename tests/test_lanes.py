@@ -145,6 +145,43 @@ def test_a_complete_never_overtakes_its_start_while_the_start_is_retried(
     assert {run: arrived[run] for run in runs} == {run: ["START", "COMPLETE"] for run in runs}
 
 
+# -- hand-offs of several events ---------------------------------------------------------
+
+
+def test_events_a_failed_call_did_not_reach_are_sent_after_it_without_a_retry_of_their_own(
+    collector: Collector, make_transport: MakeTransport
+) -> None:
+    collector.script([Answer(status=503)])
+    transport = make_transport(collector.url, EmitterSettings(lanes=4, retry=FAST_RETRY))
+    run = make_event().run.runId
+    states = [RunState.START, *[RunState.RUNNING] * 8, RunState.COMPLETE]
+    for state in states:
+        transport.emit(make_event(state, run))
+    assert transport.flush(10)
+    stats = transport.stats()
+    assert (stats.delivered, stats.retried) == (10, 1)  # the one refused, retried once
+    assert by_run(collector.events) == {run: [s.value for s in states]}
+
+
+def test_a_call_answered_after_it_was_given_up_sends_none_of_the_events_behind_it(
+    collector: Collector, make_transport: MakeTransport
+) -> None:
+    collector.script([Answer(delay_s=0.6)])  # the first answer comes after the call timeout
+    transport = make_transport(
+        collector.url, EmitterSettings(lanes=1, call_timeout_s=0.2, retry=FAST_RETRY), timeout=5
+    )
+    events = [make_event() for _ in range(3)]
+    for event in events:
+        transport.emit(event)
+    assert transport.flush(10)
+    # The given-up call returns once its late answer has come: whatever it sent is in by then.
+    assert wait_until(lambda: transport.stats().late_delivered == 1)
+    arrived = [body["run"]["runId"] for body in collector.events]
+    first, *behind = (e.run.runId for e in events)
+    assert sorted(arrived.count(run) for run in behind) == [1, 1]  # not sent twice
+    assert arrived.count(first) == 2  # the late answer and its retry
+
+
 # -- threads -----------------------------------------------------------------------------
 
 

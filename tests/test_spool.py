@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -1051,9 +1051,13 @@ def test_stats_count_events_evicted_by_the_size_bound(spool_dir: Path, make_tran
         lanes=1,
     )
     ids: list[str] = []
-    for spooled in range(1, 9):  # one at a time: one batch per event, each failed on its own
+
+    def spooled(count: int) -> Callable[[], bool]:
+        return lambda: transport.stats().spooled == count
+
+    for count in range(1, 9):  # one at a time: one batch per event, each failed on its own
         ids += emit_all(transport, 1)
-        assert wait_until(lambda n=spooled: transport.stats().spooled == n)
+        assert wait_until(spooled(count))
     stats = transport.stats()
     assert (stats.spooled, stats.spool_evicted, stats.dropped_total) == (8, 5, 0)
     assert spooled_run_ids(spool_dir) == sorted(ids[-3:])  # the newest are kept

@@ -39,7 +39,7 @@ class NotSent(CallTimeout):
 class InTurn:
     """One hand-off: ``events`` for the call thread to send in turn (see the module docstring)."""
 
-    __slots__ = ("events", "_lock", "_abandoned", "_outcomes")
+    __slots__ = ("_abandoned", "_lock", "_outcomes", "events")
 
     def __init__(self, events: list[Any]) -> None:
         self.events = events
@@ -47,7 +47,9 @@ class InTurn:
         self._abandoned = False
         self._outcomes: list[object] = []  # one per event sent so far: its result or exception
 
-    def send(self, send: Callable[[Any], object], stop: Callable[[], bool], limit: CallLimit | None) -> list[object]:
+    def send(
+        self, send: Callable[[Any], object], stop: Callable[[], bool], limit: CallLimit | None
+    ) -> list[object]:
         """On the call thread: each event through ``send``, in order, until one of the stops."""
         outcomes = self._outcomes
         first_started = time.monotonic()
@@ -88,4 +90,3 @@ class InTurn:
         if in_flight is not None and len(done) < len(self.events):
             done.append(in_flight)
         return done + [NotSent("not sent yet")] * (len(self.events) - len(done))
-

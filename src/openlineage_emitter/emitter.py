@@ -488,6 +488,7 @@ class ThreadEmitter(LaneGroup):
             attempts += 1
             while True:
                 started = time.monotonic()
+                outcomes: object
                 try:
                     if self._in_turn:
                         outcomes = self._in_turn_call(items, pending)
