@@ -69,6 +69,23 @@ def test_counters_timers_and_gauges_are_published_under_ol_emitter(collector: Co
     )
 
 
+def test_call_latency_is_one_timing_per_request_also_when_events_are_handed_over_together(
+    collector: Collector,
+) -> None:
+    recorder = Recorder()
+    transport = ThreadedTransport.around(
+        ThreadedTransport.wrap({"type": "http", "url": collector.url}).inner,
+        EmitterSettings(lanes=1),
+        metrics=recorder,
+    )
+    for _ in range(20):  # queued faster than sent: several go to the call thread at once
+        transport.emit(make_event())
+    assert transport.close(5)
+    with recorder.lock:
+        calls = [v for kind, s, v, _ in recorder.sent if kind == "timing" and s == "ol.emitter.call_latency"]
+    assert len(calls) == len(collector.received) == 20
+
+
 def test_drops_are_published_by_reason() -> None:
     recorder = Recorder()
     gate = threading.Event()

@@ -39,13 +39,15 @@ class NotSent(CallTimeout):
 class InTurn:
     """One hand-off: ``events`` for the call thread to send in turn (see the module docstring)."""
 
-    __slots__ = ("_abandoned", "_lock", "_outcomes", "events")
+    __slots__ = ("_abandoned", "_lock", "_outcomes", "_started", "_timings_s", "events")
 
     def __init__(self, events: list[Any]) -> None:
         self.events = events
         self._lock = threading.Lock()
         self._abandoned = False
         self._outcomes: list[object] = []  # one per event sent so far: its result or exception
+        self._timings_s: list[float] = []  # how long each of those calls took
+        self._started = 0.0  # when the event in flight started (time.monotonic())
 
     def send(
         self, send: Callable[[Any], object], stop: Callable[[], bool], limit: CallLimit | None
@@ -60,17 +62,20 @@ class InTurn:
                 # event not started by then is never sent by this (abandoned) thread.
                 if self._abandoned or (outcomes and (started - first_started >= BUDGET_S or stop())):
                     break
+                self._started = started
             cpu_started = time.thread_time()
             try:
-                result = send(event)
+                result: object = send(event)
             except Exception as exc:  # noqa: BLE001 - the event's outcome, classified by the worker
-                with self._lock:
-                    outcomes.append(exc)
-                break
-            if limit is not None:
-                limit.sample(time.monotonic() - started, time.thread_time() - cpu_started)
+                result = exc
+            took_s = time.monotonic() - started
+            if limit is not None and not isinstance(result, Exception):
+                limit.sample(took_s, time.thread_time() - cpu_started)
             with self._lock:
                 outcomes.append(result)
+                self._timings_s.append(took_s)
+            if isinstance(result, Exception):
+                break
         with self._lock:
             if self._abandoned and outcomes and isinstance(outcomes[-1], Exception):
                 # Given up on: the last event's failure is this call's, not a late success.
@@ -82,7 +87,14 @@ class InTurn:
         flight failed with ``timeout``; from now on the call thread starts no other."""
         with self._lock:
             self._abandoned = True
+            if len(self._outcomes) < len(self.events):
+                self._timings_s.append(time.monotonic() - self._started)
             return self._now(timeout)
+
+    def timings_s(self) -> list[float]:
+        """How long each event's call took, in order (one given up on: until then)."""
+        with self._lock:
+            return list(self._timings_s)
 
     def _now(self, in_flight: BaseException | None = None) -> list[object]:
         """One outcome per event: the ones sent, then ``in_flight`` (if given), then ``NotSent``."""

@@ -487,22 +487,10 @@ class ThreadEmitter(LaneGroup):
             nonlocal attempts
             attempts += 1
             while True:
-                started = time.monotonic()
-                outcomes: object
-                try:
-                    if self._in_turn:
-                        outcomes = self._in_turn_call(items, pending)
-                    else:
-                        outcomes = self._caller.call(
-                            _Many([items[i][0] for i in pending]),
-                            settings.call_timeout_s,
-                            self._abort.is_set,
-                            while_waiting=self._while_waiting,
-                        )
-                finally:
-                    if self._publisher is not None:
-                        self._publisher.timing("call_latency", time.monotonic() - started)
-                self._settle_outcomes(items, pending, typing.cast(Sequence[object], outcomes))
+                outcomes = (
+                    self._in_turn_call(items, pending) if self._in_turn else self._many_call(items, pending)
+                )
+                self._settle_outcomes(items, pending, outcomes)
                 if not pending:
                     return
                 # Only events the call did not reach are left: the next call sends them at
@@ -517,6 +505,21 @@ class ThreadEmitter(LaneGroup):
         else:
             self._replay_not_before = 0.0
             self._backend_answered()
+
+    def _many_call(self, items: list[Item], pending: list[int]) -> Sequence[object]:
+        """One call of the ``SendMany`` with the pending events; their outcomes, in order."""
+        started = time.monotonic()
+        try:
+            outcomes = self._caller.call(
+                _Many([items[i][0] for i in pending]),
+                self._settings.call_timeout_s,
+                self._abort.is_set,
+                while_waiting=self._while_waiting,
+            )
+        finally:
+            if self._publisher is not None:
+                self._publisher.timing("call_latency", time.monotonic() - started)
+        return typing.cast(Sequence[object], outcomes)
 
     def _in_turn_call(self, items: list[Item], pending: list[int]) -> list[object]:
         """One hand-off of the pending events to the call thread (see ``_in_turn``), within
@@ -538,6 +541,9 @@ class ThreadEmitter(LaneGroup):
         finally:
             if calls is not None:
                 calls.release()
+            if self._publisher is not None:
+                for took_s in job.timings_s():  # one per request, as for a lone event
+                    self._publisher.timing("call_latency", took_s)
         return typing.cast(list[object], result)
 
     def _behind_spooled(self, items: list[Item]) -> list[int]:
