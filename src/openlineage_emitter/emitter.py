@@ -452,13 +452,29 @@ class ThreadEmitter(LaneGroup):
         return max(0.05, min(BACKLOG_RESCAN_S, self._replay_not_before - time.monotonic()))
 
     def _deliver(self, items: list[Item]) -> None:
-        """Deliver the worker's events (one, or a batch): each ends delivered, dropped or
-        spilled. A batch is retried as a whole, minus what it already delivered or
-        dropped, before anything behind it: per-run order holds across retries."""
+        """Deliver the worker's events (one, a hand-off, or a batch): each ends delivered,
+        dropped or spilled, in order: per-run order holds across retries.
+
+        A batch (``SendMany``) is retried as a whole, minus what it already delivered or
+        dropped. A hand-off's events each get a retry budget of their own, starting when
+        they become its head: the events a failed call did not reach are neither charged
+        for its retries nor given up with it."""
+        pending = self._behind_spooled(items, range(len(items)))  # not yet settled
+        carried: BaseException | None = None
+        while pending:
+            pending, carried = self._deliver_head(items, pending, carried)
+            if pending:  # the head was given up: if it went to the spool, its run follows it
+                pending = self._behind_spooled(items, pending)
+
+    def _deliver_head(
+        self, items: list[Item], pending: list[int], carried: BaseException | None
+    ) -> tuple[list[int], BaseException | None]:
+        """Retry until the head of ``pending`` is settled, sending what follows it meanwhile.
+
+        Returns what is left once a retry budget ends with events it did not reach (a
+        hand-off whose head was given up, or that moved on to a new head that failed,
+        with that failure, ``carried`` into the next budget as its first attempt)."""
         settings = self._settings
-        pending = self._behind_spooled(items)  # not yet delivered, dropped or spilled
-        if not pending:
-            return
         if not self._breaker.allow():
             if self._backlog is not None:
                 # Spill everything queued behind it as one batch: one file, not one per event.
@@ -468,7 +484,7 @@ class ThreadEmitter(LaneGroup):
                     self._queue.clear()
                     self._spilling += len(behind)
                 self._spill(behind, "breaker_open")
-            self._settle(range(len(items)), "breaker_open")
+            self._settle(pending, "breaker_open")
             self._warn.warn(
                 "breaker_open",
                 "%s: backend marked down after %d consecutive failed events; not calling it for "
@@ -478,19 +494,31 @@ class ThreadEmitter(LaneGroup):
                 settings.breaker_cooldown_s,
                 "spooled" if self._backlog is not None else "dropped",
             )
-            return
+            return [], None
         probe = self._breaker.probing
         attempts = 0
         first_at = time.monotonic()
+        moved_on: BaseException | None = None
 
         def attempt() -> None:
-            nonlocal attempts
+            nonlocal attempts, carried, moved_on
             attempts += 1
+            if carried is not None:
+                # The new head's first attempt is the call that already failed on it.
+                error, carried = carried, None
+                raise error
             while True:
+                head = pending[0]
                 outcomes = (
                     self._in_turn_call(items, pending) if self._in_turn else self._many_call(items, pending)
                 )
-                self._settle_outcomes(items, pending, outcomes)
+                try:
+                    self._settle_outcomes(items, pending, outcomes)
+                except Exception as exc:
+                    if self._in_turn and pending[0] != head:
+                        moved_on = exc  # a new head failed: its own budget, outside this one
+                        return
+                    raise
                 if not pending:
                     return
                 # Only events the call did not reach are left: the next call sends them at
@@ -501,10 +529,13 @@ class ThreadEmitter(LaneGroup):
         try:
             attempt() if probe else self._retrying(attempt)
         except BaseException as exc:  # noqa: BLE001 - classified and counted below, never lost
-            self._failed(pending, exc, attempts, time.monotonic() - first_at)
-        else:
-            self._replay_not_before = 0.0
-            self._backend_answered()
+            # A hand-off's events behind its head were not sent: only the head failed.
+            failed = pending if not self._in_turn or self._abort.is_set() else pending[:1]
+            self._failed(failed, exc, attempts, time.monotonic() - first_at)
+            return pending[len(failed) :], None
+        self._replay_not_before = 0.0
+        self._backend_answered()
+        return pending, moved_on
 
     def _many_call(self, items: list[Item], pending: list[int]) -> Sequence[object]:
         """One call of the ``SendMany`` with the pending events; their outcomes, in order."""
@@ -546,23 +577,24 @@ class ThreadEmitter(LaneGroup):
                     self._publisher.timing("call_latency", took_s)
         return typing.cast(list[object], result)
 
-    def _behind_spooled(self, items: list[Item]) -> list[int]:
-        """The indices of ``items`` to send; those of runs with events in the spool are
-        spilled behind them instead (see ``_run_order``: the replay goes after live events)."""
-        everything = list(range(len(items)))
+    def _behind_spooled(self, items: list[Item], indices: Iterable[int]) -> list[int]:
+        """Of ``indices`` into ``items``, those to send; those of runs with events in the
+        spool are spilled behind them instead (see ``_run_order``: the replay goes after
+        live events)."""
+        indices = list(indices)
         spooled_runs = self._shared.spooled_runs
         if not spooled_runs:  # the common case: one truth test, no lock
-            return everything
-        behind = spooled_runs.behind([event for event, _ in items])
+            return indices
+        behind = [indices[j] for j in spooled_runs.behind([items[i][0] for i in indices])]
         if not behind:
-            return everything
+            return indices
         if self._settle(behind, "behind_spooled"):
             with self._lock:
                 self._shared.behind_spooled += len(behind)
         # The replaying lane may be asleep until its next rescan: these are due now.
         self._shared.replay_wake.set()
         spilled = set(behind)  # a Kafka call holds up to 1000 events: no list scan per event
-        return [i for i in everything if i not in spilled]
+        return [i for i in indices if i not in spilled]
 
     def _settle_outcomes(self, items: list[Item], pending: list[int], outcomes: Sequence[object]) -> None:
         """One outcome per pending event of a batch: delivered, dropped for good, or kept in
@@ -626,6 +658,9 @@ class ThreadEmitter(LaneGroup):
     ) -> None:
         """The worker's events at ``indices`` failed with ``exc``, for good: drop or spill them."""
         if not indices:
+            return
+        if isinstance(exc, NotSent):  # closing stopped them before they were sent: no failure
+            self._settle(indices, "shutdown")
             return
         verdict = classify(exc)
         self._last_failure = f"{verdict.reason}: {short_error(exc)}"
