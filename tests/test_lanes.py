@@ -166,40 +166,43 @@ def test_events_a_failed_call_did_not_reach_are_sent_after_it_without_a_retry_of
 THREE_ATTEMPTS = RetryPolicy(attempts=3, initial_backoff_s=0.01, max_backoff_s=0.05, deadline_s=10)
 
 
-def one_runs_events(transport: ThreadedTransport, count: int) -> list[str]:
-    """Emit ``count`` events of one run (one lane, in this order); their eventTimes."""
+def one_runs_events(
+    collector: Collector, transport: ThreadedTransport, count: int, then: list[Answer]
+) -> list[str]:
+    """Emit a first event of a run, answered slowly, and ``count`` more queued behind it,
+    to be handed to the call thread together, answered ``then``; the ``count``'s eventTimes."""
     run = make_event().run.runId
-    events = [make_event(RunState.RUNNING, run) for _ in range(count)]
+    collector.script([Answer(delay_s=0.2), *then])
+    events = [make_event(RunState.RUNNING, run) for _ in range(1 + count)]
     for event in events:
         transport.emit(event)
-    return [e.eventTime for e in events]
+    return [e.eventTime for e in events[1:]]
 
 
 def test_each_event_gets_retries_of_its_own_also_after_the_one_before_it_used_some(
     collector: Collector, make_transport: MakeTransport
 ) -> None:
-    # In request order: event 0 refused twice, then events 0-2 taken, event 3 refused twice.
-    collector.script([Answer(status=503)] * 2 + [Answer()] * 3 + [Answer(status=503)] * 2)
     transport = make_transport(collector.url, EmitterSettings(lanes=1, retry=THREE_ATTEMPTS))
-    sent = one_runs_events(transport, 10)
+    # In request order, after the first: event 0 refused twice, then 0-2 taken, 3 refused twice.
+    then = [Answer(status=503)] * 2 + [Answer()] * 3 + [Answer(status=503)] * 2
+    sent = one_runs_events(collector, transport, 10, then)
     assert transport.flush(10)
     stats = transport.stats()
-    assert (stats.delivered, stats.dropped_total, stats.retried) == (10, 0, 4)
-    assert [body["eventTime"] for body in collector.events] == sent
+    assert (stats.delivered, stats.dropped_total, stats.retried) == (11, 0, 4)
+    assert [body["eventTime"] for body in collector.events][1:] == sent
 
 
 def test_events_behind_one_that_ran_out_of_retries_are_still_sent(
     collector: Collector, make_transport: MakeTransport
 ) -> None:
-    collector.script([Answer(status=503)] * 3)  # event 0: all three attempts refused
     transport = make_transport(
         collector.url, EmitterSettings(lanes=1, retry=THREE_ATTEMPTS, breaker_threshold=0)
     )
-    sent = one_runs_events(transport, 10)
+    sent = one_runs_events(collector, transport, 10, [Answer(status=503)] * 3)  # 0: every attempt
     assert not transport.flush(10)  # drained, with one event lost
     stats = transport.stats()
-    assert (stats.delivered, stats.dropped["retries_exhausted"]) == (9, 1)
-    assert [body["eventTime"] for body in collector.events] == sent[1:]
+    assert (stats.delivered, stats.dropped["retries_exhausted"]) == (10, 1)
+    assert [body["eventTime"] for body in collector.events][1:] == sent[1:]
 
 
 def test_a_call_answered_after_it_was_given_up_sends_none_of_the_events_behind_it(
