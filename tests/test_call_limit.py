@@ -111,3 +111,31 @@ def test_a_wait_ends_when_told_to_stop_and_runs_while_waiting_meanwhile() -> Non
 
     assert not limit.acquire(stop.is_set, while_waiting)
     assert waited == 2
+
+
+def test_a_lane_that_wants_another_call_queues_behind_one_already_waiting() -> None:
+    limit = CallLimit(8)
+    assert limit.acquire(never, lambda: None)
+    order: list[str] = []
+    queued = threading.Event()
+
+    def other_lane() -> None:
+        if limit.acquire(never, queued.set):  # while_waiting runs once it is queued
+            order.append("other lane")
+            limit.release()
+
+    waiter = threading.Thread(target=other_lane, daemon=True)
+    waiter.start()
+    assert queued.wait(5)
+    limit.release()
+    assert limit.acquire(never, lambda: None)  # straight back for another call
+    order.append("same lane again")
+    limit.release()
+    waiter.join(5)
+    assert order == ["other lane", "same lane again"]
+
+
+def test_a_lane_told_to_stop_takes_no_slot_even_when_one_is_free() -> None:
+    limit = CallLimit(8)
+    assert not limit.acquire(lambda: True, lambda: None)
+    assert limit.acquire(never, lambda: None)  # the one slot is still free

@@ -163,6 +163,19 @@ def test_events_a_failed_call_did_not_reach_are_sent_after_it_without_a_retry_of
     assert by_run(collector.events) == {run: [s.value for s in states]}
 
 
+def test_one_slow_request_does_not_hold_up_the_other_lanes(
+    collector: Collector, make_transport: MakeTransport
+) -> None:
+    transport = make_transport(collector.url, EmitterSettings(lanes=2))
+    slow, other = run_ids_on_distinct_lanes(2, 2)
+    collector.script([Answer(delay_s=1.0)])  # before any answer: one call at a time
+    transport.emit(make_event(RunState.START, slow))
+    assert wait_until(lambda: transport.stats().in_flight == 1)
+    transport.emit(make_event(RunState.START, other))
+    assert transport.flush(10)
+    assert [body["run"]["runId"] for body in collector.events] == [other, slow]
+
+
 THREE_ATTEMPTS = RetryPolicy(attempts=3, initial_backoff_s=0.01, max_backoff_s=0.05, deadline_s=10)
 
 

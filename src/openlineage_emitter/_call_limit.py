@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 #: Samples, or seconds, after which a window of wall times ends.
@@ -28,18 +29,29 @@ WINDOW_S = 5.0
 #: Weight of a new sample in the moving mean of a call's CPU time.
 CPU_WEIGHT = 0.1
 
+#: A call still running after this long is waiting on the backend, not on this process's
+#: CPU: it stops counting against the limit, so that one slow request on a backend whose
+#: calls are otherwise fast does not hold every lane up for as long as it takes.
+NETWORK_BOUND_S = 0.1
+
 #: How long one wait for a free slot lasts before ``while_waiting`` runs again.
 WAIT_SLICE_S = 0.05
 
 
 class CallLimit:
-    """A count of calls in flight, at most ``limit``; ``limit`` starts at 1 and follows samples."""
+    """A count of calls in flight, at most ``limit``; ``limit`` starts at 1 and follows samples.
+
+    Slots go to waiting lanes first come, first served: a lane that ends a call and
+    wants another queues behind those already waiting, so one busy lane cannot keep the
+    slot while the others' queues grow.
+    """
 
     def __init__(self, most: int) -> None:
         self._most = most
         self._limit = 1
         self._in_flight = 0
-        self._freed = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._waiting: deque[threading.Event] = deque()  # oldest first; set: given a slot
         self._cpu_s = 0.0
         self._best_s = math.inf  # best of the previous window
         self._window_best_s = math.inf
@@ -51,31 +63,41 @@ class CallLimit:
         return self._limit
 
     def acquire(self, stop: Callable[[], bool], while_waiting: Callable[[], None]) -> bool:
-        """Take a slot, waiting while ``limit`` calls are in flight; False if ``stop()`` became true."""
-        with self._freed:
-            while self._in_flight >= self._limit:
+        """Take a slot, waiting while ``limit`` calls are in flight; False if ``stop()`` is
+        or became true (then no slot is held)."""
+        with self._lock:
+            if stop():
+                return False
+            if self._in_flight < self._limit and not self._waiting:
+                self._in_flight += 1
+                return True
+            given = threading.Event()
+            self._waiting.append(given)
+        while not given.wait(WAIT_SLICE_S):
+            with self._lock:
+                if given.is_set():
+                    break
                 if stop():
+                    self._waiting.remove(given)
                     return False
-                self._freed.wait(WAIT_SLICE_S)
-                if self._in_flight >= self._limit:
-                    # Outside the lock: it spills overflow, which may take a while.
-                    self._freed.release()
-                    try:
-                        while_waiting()
-                    finally:
-                        self._freed.acquire()
-            self._in_flight += 1
-            return True
+            while_waiting()  # outside the lock: it spills overflow, which may take a while
+        return True
 
     def release(self) -> None:
-        with self._freed:
+        with self._lock:
             self._in_flight -= 1
-            self._freed.notify()
+            self._give()
+
+    def _give(self) -> None:
+        """Under the lock: free slots to the longest-waiting lanes."""
+        while self._waiting and self._in_flight < self._limit:
+            self._in_flight += 1
+            self._waiting.popleft().set()
 
     def sample(self, wall_s: float, cpu_s: float) -> None:
         """One call that succeeded: its wall time, and the CPU time its thread spent on it."""
         now = time.monotonic()
-        with self._freed:
+        with self._lock:
             self._cpu_s = cpu_s if not self._cpu_s else self._cpu_s + CPU_WEIGHT * (cpu_s - self._cpu_s)
             if self._window_samples and (self._window_samples >= WINDOW_SAMPLES or now >= self._window_end):
                 self._best_s, self._window_best_s, self._window_samples = self._window_best_s, math.inf, 0
@@ -85,7 +107,5 @@ class CallLimit:
             self._window_best_s = min(self._window_best_s, wall_s)
             best_s = min(self._best_s, self._window_best_s)
             wanted = int(best_s / self._cpu_s) if self._cpu_s > 0 else self._most
-            limit = max(1, min(self._most, wanted))
-            if limit > self._limit:
-                self._freed.notify(limit - self._limit)
-            self._limit = limit
+            self._limit = max(1, min(self._most, wanted))
+            self._give()

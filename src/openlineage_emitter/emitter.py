@@ -26,6 +26,7 @@ import tenacity
 
 from openlineage_emitter import _validators as v
 from openlineage_emitter._batching import events_per_call
+from openlineage_emitter._call_limit import NETWORK_BOUND_S
 from openlineage_emitter._caller import CallTimeout, TimedCaller
 from openlineage_emitter._closing import LaneGroup, Undelivered, clamp_wait_s
 from openlineage_emitter._error_text import short_error
@@ -559,18 +560,30 @@ class ThreadEmitter(LaneGroup):
         calls = self._calls
         if calls is not None and not calls.acquire(self._abort.is_set, self._while_waiting):
             raise NotSent("the emitter is closing")
+        holding = calls is not None
+        started = time.monotonic()
+
+        def while_waiting() -> None:
+            nonlocal holding
+            self._while_waiting()
+            if holding and time.monotonic() - started >= NETWORK_BOUND_S:
+                holding = False  # waiting on the backend by now: another lane may call
+                assert calls is not None
+                calls.release()
+
         try:
             result = self._caller.call(
                 job,
                 self._settings.call_timeout_s,
                 self._abort.is_set,
-                while_waiting=self._while_waiting,
+                while_waiting=while_waiting,
                 grace_s=BUDGET_S,  # the last event may start BUDGET_S after the first
             )
         except CallTimeout as exc:
             return job.abandon(exc)
         finally:
-            if calls is not None:
+            if holding:
+                assert calls is not None
                 calls.release()
             if self._publisher is not None:
                 for took_s in job.timings_s():  # one per request, as for a lone event
