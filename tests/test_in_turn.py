@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from freezegun import freeze_time
 
 from openlineage_emitter._caller import CallTimeout
@@ -118,3 +119,19 @@ def test_an_abandoned_hand_off_whose_last_event_failed_raises_it_on_the_call_thr
     release.set()
     caller.join(5)
     assert raised == [refused]
+
+
+def test_a_hand_off_given_up_after_it_finished_blames_no_event_for_the_timeout() -> None:
+    job = InTurn([1, 2])
+    job.send(Recorder(), never, None)
+    assert job.abandon(CallTimeout("no answer")) == ["ok 1", "ok 2"]
+
+
+def test_a_hand_off_given_up_before_it_started_sends_nothing_and_is_no_late_success() -> None:
+    job = InTurn([1, 2])
+    outcomes = job.abandon(CallTimeout("no answer"))
+    assert all(isinstance(o, NotSent) for o in outcomes)  # no event is blamed: none was in flight
+    send = Recorder()
+    with pytest.raises(NotSent):  # a return would count as a late success
+        job.send(send, never, None)
+    assert send.sent == []

@@ -39,7 +39,7 @@ class NotSent(CallTimeout):
 class InTurn:
     """One hand-off: ``events`` for the call thread to send in turn (see the module docstring)."""
 
-    __slots__ = ("_abandoned", "_lock", "_outcomes", "_started", "_timings_s", "events")
+    __slots__ = ("_abandoned", "_caught", "_in_flight", "_lock", "_outcomes", "_timings_s", "events")
 
     def __init__(self, events: list[Any]) -> None:
         self.events = events
@@ -47,7 +47,10 @@ class InTurn:
         self._abandoned = False
         self._outcomes: list[object] = []  # one per event sent so far: its result or exception
         self._timings_s: list[float] = []  # how long each of those calls took
-        self._started = 0.0  # when the event in flight started (time.monotonic())
+        #: When the event being sent started (time.monotonic()); None between events.
+        self._in_flight: float | None = None
+        #: The event in flight when the worker gave up (its index), if one was.
+        self._caught: int | None = None
 
     def send(
         self, send: Callable[[Any], object], stop: Callable[[], bool], limit: CallLimit | None
@@ -62,7 +65,7 @@ class InTurn:
                 # event not started by then is never sent by this (abandoned) thread.
                 if self._abandoned or (outcomes and (started - first_started >= BUDGET_S or stop())):
                     break
-                self._started = started
+                self._in_flight = started
             cpu_started = time.thread_time()
             try:
                 result: object = send(event)
@@ -74,21 +77,28 @@ class InTurn:
             with self._lock:
                 outcomes.append(result)
                 self._timings_s.append(took_s)
+                self._in_flight = None
             if isinstance(result, Exception):
                 break
         with self._lock:
-            if self._abandoned and outcomes and isinstance(outcomes[-1], Exception):
-                # Given up on: the last event's failure is this call's, not a late success.
-                raise outcomes[-1]
+            if self._abandoned:
+                # The caller counts a late success when an abandoned call returns: only an
+                # event caught in flight that then succeeded is one. Raise otherwise.
+                caught = self._caught
+                late = outcomes[caught] if caught is not None else NotSent("given up between two events")
+                if isinstance(late, Exception):
+                    raise late
             return self._now()
 
     def abandon(self, timeout: CallTimeout) -> list[object]:
         """Worker side, after its wait timed out: the outcomes as they stand, the event in
-        flight failed with ``timeout``; from now on the call thread starts no other."""
+        flight (if one is) failed with ``timeout``; from now on the call thread starts no other."""
         with self._lock:
             self._abandoned = True
-            if len(self._outcomes) < len(self.events):
-                self._timings_s.append(time.monotonic() - self._started)
+            if self._in_flight is None:  # between two events, or done: nothing timed out
+                return self._now()
+            self._caught = len(self._outcomes)
+            self._timings_s.append(time.monotonic() - self._in_flight)
             return self._now(timeout)
 
     def timings_s(self) -> list[float]:
