@@ -18,6 +18,7 @@ from openlineage.client.transport.composite import CompositeTransport
 from openlineage.client.transport.http import HttpTransport
 from openlineage.client.transport.transport import Transport
 
+from openlineage_emitter._environment import ReusedEnvironmentSession
 from openlineage_emitter._secrets import mask_text
 
 
@@ -25,8 +26,9 @@ class RedirectRefused(requests.HTTPError):
     """The backend answered a lineage POST with a 3xx; the redirect was not followed."""
 
 
-class _NoRedirectSession(requests.Session):
-    """A session that sends each request once and turns any 3xx answer into an error.
+class _NoRedirectSession(ReusedEnvironmentSession):
+    """A session that sends each request once and turns any 3xx answer into an error (and
+    reads the proxy environment once a minute, see ``_environment``).
 
     Enforced in ``send`` rather than per call so it holds however the transport posts (it
     passes ``allow_redirects`` only in some cases) and whatever adapter is mounted.
