@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from freezegun import freeze_time
 
+from openlineage_emitter import _call_limit
 from openlineage_emitter._call_limit import WINDOW_S, CallLimit
+from tests.conftest import wait_until
 
 LOOPBACK_WALL_S, LOOPBACK_CPU_S = 0.0008, 0.0006  # a loopback POST: mostly this process's CPU
 FAR_WALL_S = 0.020  # a backend 20 ms away
@@ -139,3 +142,18 @@ def test_a_lane_told_to_stop_takes_no_slot_even_when_one_is_free() -> None:
     limit = CallLimit(8)
     assert not limit.acquire(lambda: True, lambda: None)
     assert limit.acquire(never, lambda: None)  # the one slot is still free
+
+
+def test_interrupt_ends_the_wait_of_a_lane_told_to_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_call_limit, "WAIT_SLICE_S", 60.0)  # only the interrupt can end it in time
+    limit = CallLimit(8)
+    assert limit.acquire(never, lambda: None)
+    stop = threading.Event()
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(limit.acquire(stop.is_set, lambda: None)))
+    waiter.start()
+    assert wait_until(lambda: limit.waiting == 1)
+    stop.set()
+    limit.interrupt()
+    waiter.join(5)
+    assert result == [False]

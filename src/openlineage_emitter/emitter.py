@@ -318,6 +318,8 @@ class ThreadEmitter(LaneGroup):
         # Stop retrying and sleeping; an in-flight call is abandoned, not awaited.
         self._abort.set()
         self._wake.set()
+        if self._calls is not None:
+            self._calls.interrupt()  # nor is a turn to call
         self._caller.stop()
         spooled = self._spill(left) if left else False
         return Undelivered(len(left), len(in_flight), spooled, self._last_failure)
