@@ -157,3 +157,38 @@ def test_interrupt_ends_the_wait_of_a_lane_told_to_stop(monkeypatch: pytest.Monk
     limit.interrupt()
     waiter.join(5)
     assert result == [False]
+
+
+def test_a_slot_given_to_a_lane_told_to_stop_goes_to_the_next_one() -> None:
+    limit = CallLimit(8)
+    assert limit.acquire(never, lambda: None)
+    stopping, results = threading.Event(), {}
+
+    def lane(name: str, stop: threading.Event) -> None:
+        results[name] = limit.acquire(stop.is_set, lambda: None)
+
+    first = threading.Thread(target=lane, args=("told to stop", stopping))
+    first.start()
+    assert wait_until(lambda: limit.waiting == 1)
+    second = threading.Thread(target=lane, args=("next", threading.Event()))
+    second.start()
+    assert wait_until(lambda: limit.waiting == 2)
+    stopping.set()
+    limit.release()  # first in line: the lane told to stop
+    first.join(5)
+    second.join(5)
+    assert results == {"told to stop": False, "next": True}
+
+
+def test_a_wait_that_raises_leaves_no_lane_waiting() -> None:
+    limit = CallLimit(8)
+    assert limit.acquire(never, lambda: None)
+
+    def broken() -> None:
+        raise RuntimeError("while_waiting failed")
+
+    with pytest.raises(RuntimeError):
+        limit.acquire(never, broken)
+    assert limit.waiting == 0
+    limit.release()
+    assert limit.acquire(never, lambda: None)  # the slot is free, not given to the one gone

@@ -61,11 +61,12 @@ def test_no_event_starts_once_the_budget_has_passed() -> None:
     assert all(isinstance(o, NotSent) for o in outcomes[2:])
 
 
-def test_the_first_event_is_sent_even_when_told_to_stop() -> None:
+def test_no_event_is_sent_once_told_to_stop() -> None:
+    # Told to stop once close has given up on (and spilled) every event: a send is a duplicate.
     send = Recorder()
     outcomes = InTurn([1, 2]).send(send, lambda: True, None)
-    assert send.sent == [1]
-    assert isinstance(outcomes[1], NotSent)
+    assert send.sent == []
+    assert all(isinstance(o, NotSent) for o in outcomes)
 
 
 def test_an_abandoned_hand_off_starts_no_other_event() -> None:
@@ -91,6 +92,7 @@ def test_an_abandoned_hand_off_starts_no_other_event() -> None:
     assert given_up[0] is timeout  # the event in flight failed with the timeout...
     assert all(isinstance(o, NotSent) for o in given_up[1:])  # ...and the others stay pending
     assert sent == [1]  # the call thread, answered late, sent nothing more
+    assert job.delivered_late()  # the one caught in flight did arrive
 
 
 def test_an_abandoned_hand_off_whose_last_event_failed_raises_it_on_the_call_thread() -> None:
@@ -125,6 +127,7 @@ def test_a_hand_off_given_up_after_it_finished_blames_no_event_for_the_timeout()
     job = InTurn([1, 2])
     job.send(Recorder(), never, None)
     assert job.abandon(CallTimeout("no answer")) == ["ok 1", "ok 2"]
+    assert not job.delivered_late()  # counted delivered as they are: no late duplicate
 
 
 def test_a_hand_off_given_up_before_it_started_sends_nothing_and_is_no_late_success() -> None:

@@ -990,6 +990,37 @@ def test_a_run_whose_start_went_to_the_spool_gets_its_complete_after_it(
     assert (transport.stats().spooled, transport.stats().dropped_total) == (2, 0)
 
 
+def spooled_in_replay_order(directory: Path) -> list[tuple[str, str]]:
+    """(runId, eventType) of every record, in the order a replay sends them (batch names)."""
+    found = []
+    for path in sorted(directory.iterdir(), key=lambda p: p.name):
+        if ".jsonl" in path.name and path.is_file():
+            bodies = [json.loads(r) for r in parse_records(path.read_bytes()).records]
+            found += [(body["run"]["runId"], body["eventType"]) for body in bodies]
+    return found
+
+
+def test_when_the_breaker_opens_the_events_being_sent_are_spooled_before_the_queue_behind_them(
+    spool_dir: Path, collector: Collector, make_transport: MakeTransport
+) -> None:
+    transport = make_transport(collector.url, spool_dir, breaker_threshold=1, breaker_cooldown_s=60, lanes=1)
+    # A first answer slow enough to queue a hand-off behind it; that hand-off's first event refused.
+    collector.script([Answer(delay_s=0.3), Answer(status=503, delay_s=0.3)])
+    transport.emit(make_event())
+    assert wait_until(lambda: transport.stats().in_flight == 1)
+    refused, start = make_event(RunState.START), make_event(RunState.START)
+    transport.emit(refused)
+    transport.emit(start)  # handed over with the refused one, behind it
+    assert wait_until(lambda: transport.stats().in_flight == 2)
+    transport.emit(make_event(RunState.COMPLETE, run_id=start.run.runId))  # queued behind them
+    assert wait_until(lambda: transport.stats().spooled == 3)  # the breaker opened: all spooled
+    assert spooled_in_replay_order(spool_dir) == [
+        (refused.run.runId, "START"),
+        (start.run.runId, "START"),
+        (start.run.runId, "COMPLETE"),
+    ]
+
+
 def test_flush_gives_the_replay_time_for_events_spilled_only_to_keep_order(
     spool_dir: Path, collector: Collector, make_transport: MakeTransport
 ) -> None:

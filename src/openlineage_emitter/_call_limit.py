@@ -89,16 +89,30 @@ class CallLimit:
                 return True
             waiter = _Waiter()
             self._waiting.append(waiter)
-        while True:
-            waiter.woken.wait(WAIT_SLICE_S)
+        try:
+            while True:
+                waiter.woken.wait(WAIT_SLICE_S)
+                with self._lock:
+                    # stop() first: a slot given to a lane told to stop goes to the next one.
+                    if stop():
+                        self._leave(waiter)
+                        return False
+                    if waiter.given:
+                        return True
+                    waiter.woken.clear()
+                while_waiting()  # outside the lock: it spills overflow, which may take a while
+        except BaseException:
             with self._lock:
-                if waiter.given:
-                    return True
-                waiter.woken.clear()
-                if stop():
-                    self._waiting.remove(waiter)
-                    return False
-            while_waiting()  # outside the lock: it spills overflow, which may take a while
+                self._leave(waiter)  # never a slot held by no one, nor a waiter no one is
+            raise
+
+    def _leave(self, waiter: _Waiter) -> None:
+        """Under the lock: ``waiter`` stops waiting; a slot it was given goes on."""
+        if waiter.given:
+            self._in_flight -= 1
+            self._give()
+        else:
+            self._waiting.remove(waiter)
 
     def interrupt(self) -> None:
         """Have every waiting lane look at its ``stop()`` now (a lane is closing)."""

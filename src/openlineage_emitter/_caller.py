@@ -60,7 +60,6 @@ class _Runner:
                 self.result = self.owner.fn(job)
             except BaseException as exc:  # noqa: BLE001 - reported to the worker, never raised here
                 self.error = exc
-            del job
             with self.owner.lock:
                 self.busy = False
                 self.done.set()
@@ -70,8 +69,9 @@ class _Runner:
                     self.owner.runner_returned(self)
             if abandoned:
                 if late and self.owner.on_late_success is not None:
-                    self.owner.on_late_success()
+                    self.owner.on_late_success(job)
                 return
+            del job
 
 
 _STOP = object()
@@ -107,15 +107,15 @@ class TimedCaller:
         *,
         max_abandoned: int,
         name: str,
-        on_late_success: Callable[[], None] | None = None,
+        on_late_success: Callable[[Any], None] | None = None,
         budget: AbandonedCalls | None = None,
         busy_error: type[Exception] = BackendBusy,
     ) -> None:
         self.fn = fn
         self._busy_error = busy_error
-        #: Called (on the helper thread, no lock held) when a call abandoned at its
-        #: timeout returns without error after all: the backend got it, and whoever gave
-        #: up on it may have sent it again.
+        #: Called with the call's ``arg`` (on the helper thread, no lock held) when a call
+        #: abandoned at its timeout returns without error after all: the backend got it,
+        #: and whoever gave up on it may have sent it again.
         self.on_late_success = on_late_success
         self._budget = budget or AbandonedCalls(max_abandoned)
         self.lock = self._budget.lock

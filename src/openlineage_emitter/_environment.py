@@ -27,10 +27,6 @@ _MOST_KEPT = 64
 class ReusedEnvironmentSession(requests.Session):
     """``requests.Session`` whose environment settings are reused for ``ENVIRONMENT_REUSE_S``."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._environment: dict[object, tuple[float, dict[str, Any]]] = {}
-
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> dict[str, Any]:
@@ -40,14 +36,18 @@ class ReusedEnvironmentSession(requests.Session):
             hash(key)
         except TypeError:  # an unhashable argument: nothing to key it by, read it afresh
             return dict(super().merge_environment_settings(url, proxies, stream, verify, cert))
+        # Created here, not in __init__: a copied or unpickled session (requests keeps only
+        # its own ``__attrs__``) gets one too. Keyed by the request's own settings; the
+        # session's (``proxies``, ``verify``...) are set before the first request.
+        environment: dict[object, tuple[float, dict[str, Any]]] = self.__dict__.setdefault("_environment", {})
         now = time.monotonic()
-        kept = self._environment.get(key)
+        kept = environment.get(key)
         if kept is None or now - kept[0] >= ENVIRONMENT_REUSE_S:
             # Several call threads may share the session: at worst two read it at once.
             settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-            if len(self._environment) >= _MOST_KEPT:
-                self._environment.clear()
-            kept = self._environment[key] = (now, settings)
+            if len(environment) >= _MOST_KEPT:
+                environment.clear()
+            kept = environment[key] = (now, settings)
         settings = dict(kept[1])
         settings["proxies"] = dict(settings["proxies"] or {})  # requests may change it
         return settings

@@ -39,10 +39,22 @@ class NotSent(CallTimeout):
 class InTurn:
     """One hand-off: ``events`` for the call thread to send in turn (see the module docstring)."""
 
-    __slots__ = ("_abandoned", "_caught", "_in_flight", "_lock", "_outcomes", "_timings_s", "events")
+    __slots__ = (
+        "_abandoned",
+        "_caught",
+        "_created",
+        "_in_flight",
+        "_lock",
+        "_outcomes",
+        "_timings_s",
+        "events",
+    )
 
     def __init__(self, events: list[Any]) -> None:
         self.events = events
+        #: On the worker's clock, before it starts waiting: no event starts later than
+        #: ``BUDGET_S`` after this, so each has the whole call timeout of the wait.
+        self._created = time.monotonic()
         self._lock = threading.Lock()
         self._abandoned = False
         self._outcomes: list[object] = []  # one per event sent so far: its result or exception
@@ -57,13 +69,13 @@ class InTurn:
     ) -> list[object]:
         """On the call thread: each event through ``send``, in order, until one of the stops."""
         outcomes = self._outcomes
-        first_started = time.monotonic()
         for event in self.events:
             started = time.monotonic()
             with self._lock:
                 # Checked under the lock the worker takes to give up on this hand-off: an
-                # event not started by then is never sent by this (abandoned) thread.
-                if self._abandoned or (outcomes and (started - first_started >= BUDGET_S or stop())):
+                # event not started by then is never sent by this (abandoned) thread. Once
+                # ``stop()`` (close gave up), close has spilled every event: none is sent.
+                if self._abandoned or stop() or (outcomes and started - self._created >= BUDGET_S):
                     break
                 self._in_flight = started
             cpu_started = time.thread_time()
@@ -76,18 +88,18 @@ class InTurn:
                 limit.sample(took_s, time.thread_time() - cpu_started)
             with self._lock:
                 outcomes.append(result)
-                self._timings_s.append(took_s)
+                if not self._abandoned:  # else abandon() timed it
+                    self._timings_s.append(took_s)
                 self._in_flight = None
             if isinstance(result, Exception):
                 break
         with self._lock:
-            if self._abandoned:
+            if self._abandoned and not self._delivered_late():
                 # The caller counts a late success when an abandoned call returns: only an
-                # event caught in flight that then succeeded is one. Raise otherwise.
+                # event caught in flight that then succeeded is one.
                 caught = self._caught
-                late = outcomes[caught] if caught is not None else NotSent("given up between two events")
-                if isinstance(late, Exception):
-                    raise late
+                late = outcomes[caught] if caught is not None else None
+                raise late if isinstance(late, Exception) else NotSent("given up between two events")
             return self._now()
 
     def abandon(self, timeout: CallTimeout) -> list[object]:
@@ -100,6 +112,19 @@ class InTurn:
             self._caught = len(self._outcomes)
             self._timings_s.append(time.monotonic() - self._in_flight)
             return self._now(timeout)
+
+    def delivered_late(self) -> bool:
+        """True if the event in flight when the worker gave up was delivered after all."""
+        with self._lock:
+            return self._delivered_late()
+
+    def _delivered_late(self) -> bool:
+        caught = self._caught
+        return (
+            caught is not None
+            and caught < len(self._outcomes)
+            and not isinstance(self._outcomes[caught], Exception)
+        )
 
     def timings_s(self) -> list[float]:
         """How long each event's call took, in order (one given up on: until then)."""

@@ -1,10 +1,11 @@
 """The thread emitter: a bounded queue drained by one daemon worker thread.
 
 Caller side (``submit``): take a lock, append, maybe wake the worker. No I/O, no
-serialisation, no waiting. Worker side: one event at a time (or, with a ``SendMany``, up
-to ``emitter_batch_max_events`` in one call), in FIFO order, each call to the inner
-transport bounded by the call timeout, retried by the tenacity policy within the
-event's deadline, behind a circuit breaker. With a backlog (the spool), what cannot be
+serialisation, no waiting. Worker side: in FIFO order, up to 32 events handed to the
+call thread at once and sent there one per request (``_in_turn``), or with a
+``SendMany`` up to ``emitter_batch_max_events`` in one call; each call to the inner
+transport bounded by the call timeout, each event retried by the tenacity policy within
+its own deadline, behind a circuit breaker. With a backlog (the spool), what cannot be
 delivered is spilled instead of dropped and replayed when idle.
 
 One ``ThreadEmitter`` is one lane; ``_lanes.Lanes`` runs several side by side (events
@@ -421,7 +422,8 @@ class ThreadEmitter(LaneGroup):
                 self._publish_if_due()
 
     def _take(self) -> list[Item]:
-        """Under the lock: the next event, or with a ``SendMany`` the next batch."""
+        """Under the lock: the next hand-off (up to ``_in_turn.MAX_EVENTS``), or with a
+        ``SendMany`` the next batch."""
         queue = self._queue
         if not queue:
             return []
@@ -463,22 +465,26 @@ class ThreadEmitter(LaneGroup):
         they become its head: the events a failed call did not reach are neither charged
         for its retries nor given up with it."""
         pending = self._behind_spooled(items, range(len(items)))  # not yet settled
-        carried: BaseException | None = None
+        carried: tuple[int, BaseException] | None = None
         while pending:
             pending, carried = self._deliver_head(items, pending, carried)
             if pending:  # the head was given up: if it went to the spool, its run follows it
                 pending = self._behind_spooled(items, pending)
 
     def _deliver_head(
-        self, items: list[Item], pending: list[int], carried: BaseException | None
-    ) -> tuple[list[int], BaseException | None]:
+        self, items: list[Item], pending: list[int], carried: tuple[int, BaseException] | None
+    ) -> tuple[list[int], tuple[int, BaseException] | None]:
         """Retry until the head of ``pending`` is settled, sending what follows it meanwhile.
 
         Returns what is left once a retry budget ends with events it did not reach (a
         hand-off whose head was given up, or that moved on to a new head that failed,
-        with that failure, ``carried`` into the next budget as its first attempt)."""
+        with that failure, ``carried`` into the next budget as its first attempt: the
+        event it is for, and what it failed with)."""
         settings = self._settings
         if not self._breaker.allow():
+            # The worker's events first: the spool replays in the order written, and the
+            # queue holds their runs' later events.
+            self._settle(pending, "breaker_open")
             if self._backlog is not None:
                 # Spill everything queued behind it as one batch: one file, not one per event.
                 with self._lock:
@@ -487,7 +493,6 @@ class ThreadEmitter(LaneGroup):
                     self._queue.clear()
                     self._spilling += len(behind)
                 self._spill(behind, "breaker_open")
-            self._settle(pending, "breaker_open")
             self._warn.warn(
                 "breaker_open",
                 "%s: backend marked down after %d consecutive failed events; not calling it for "
@@ -501,14 +506,18 @@ class ThreadEmitter(LaneGroup):
         probe = self._breaker.probing
         attempts = 0
         first_at = time.monotonic()
-        moved_on: BaseException | None = None
+        moved_on: tuple[int, BaseException] | None = None
+        if carried is not None and (probe or carried[0] != pending[0]):
+            # A probe calls the backend; an event spilled behind its run since is not the
+            # one the failure was for.
+            carried = None
 
         def attempt() -> None:
             nonlocal attempts, carried, moved_on
             attempts += 1
             if carried is not None:
                 # The new head's first attempt is the call that already failed on it.
-                error, carried = carried, None
+                error, carried = carried[1], None
                 raise error
             while True:
                 head = pending[0]
@@ -519,7 +528,7 @@ class ThreadEmitter(LaneGroup):
                     self._settle_outcomes(items, pending, outcomes)
                 except Exception as exc:
                     if self._in_turn and pending[0] != head:
-                        moved_on = exc  # a new head failed: its own budget, outside this one
+                        moved_on = (pending[0], exc)  # a new head failed: its own budget
                         return
                     raise
                 if not pending:
@@ -532,10 +541,15 @@ class ThreadEmitter(LaneGroup):
         try:
             attempt() if probe else self._retrying(attempt)
         except BaseException as exc:  # noqa: BLE001 - classified and counted below, never lost
+            if not self._in_turn:
+                self._failed(pending, exc, attempts, time.monotonic() - first_at)
+                return [], None
             # A hand-off's events behind its head were not sent: only the head failed.
-            failed = pending if not self._in_turn or self._abort.is_set() else pending[:1]
-            self._failed(failed, exc, attempts, time.monotonic() - first_at)
-            return pending[len(failed) :], None
+            self._failed(pending[:1], exc, attempts, time.monotonic() - first_at)
+            if self._abort.is_set():
+                self._settle(pending[1:], "shutdown")  # close has taken them (and counted them)
+                return [], None
+            return pending[1:], None
         self._replay_not_before = 0.0
         self._backend_answered()
         return pending, moved_on
@@ -561,6 +575,12 @@ class ThreadEmitter(LaneGroup):
         job = InTurn([items[i][0] for i in pending])
         calls = self._calls
         if calls is not None and not calls.acquire(self._abort.is_set, self._while_waiting):
+            raise NotSent("the emitter is closing")  # without a slot
+        if self._abort.is_set():
+            # Close gave up (and spilled these) as the slot came: a call now would start a
+            # call thread after close stopped it, to send a duplicate.
+            if calls is not None:
+                calls.release()
             raise NotSent("the emitter is closing")
         holding = calls is not None
         started = time.monotonic()
@@ -759,10 +779,12 @@ class ThreadEmitter(LaneGroup):
         self._open.discard(i)
         return True
 
-    def _late_delivered(self) -> None:
+    def _late_delivered(self, job: Any) -> None:
         """A call abandoned at its timeout returned successfully after all: the event was
         delivered, and is also counted by whatever its retry or close did (a duplicate,
         or an event counted spooled/dropped that did arrive)."""
+        if isinstance(job, InTurn) and not job.delivered_late():
+            return  # it ended before the worker gave up on it: every outcome was counted
         with self._lock:
             self._counters.late_delivered += 1
 
