@@ -7,8 +7,8 @@ once per hand-off. Each event is still its own request, with the whole call time
 
 The call thread stops early (the rest are ``NotSent``, left pending and sent by the next
 call, with no retry counted) when an event fails (the retry then starts with it: per-run
-order holds), when ``BUDGET_S`` has passed since the first event started (so that the
-caller's wait, the call timeout plus ``BUDGET_S``, bounds each event's request by the
+order holds), when ``BUDGET_S`` has passed since the worker handed it over (so that the
+worker's wait, the call timeout plus ``BUDGET_S``, leaves each event's request the whole
 call timeout), when the emitter is closing, or when the worker gave up waiting for it:
 then the events it had not started are not sent by it, and the worker knows which of
 the events were delivered.

@@ -316,8 +316,10 @@ class ThreadEmitter(LaneGroup):
             left += in_flight
             self._spilling += len(left)
             self._drained.notify_all()
-        # Stop retrying and sleeping; an in-flight call is abandoned, not awaited.
-        self._abort.set()
+            # Stop retrying and sleeping; an in-flight call is abandoned, not awaited. Set
+            # in the same locked block: a hand-off checks it before each event, and must
+            # not start one that close has just taken to spill.
+            self._abort.set()
         self._wake.set()
         if self._calls is not None:
             self._calls.interrupt()  # nor is a turn to call
@@ -572,7 +574,6 @@ class ThreadEmitter(LaneGroup):
     def _in_turn_call(self, items: list[Item], pending: list[int]) -> list[object]:
         """One hand-off of the pending events to the call thread (see ``_in_turn``), within
         the emitter's limit on calls in flight; their outcomes, in order."""
-        job = InTurn([items[i][0] for i in pending])
         calls = self._calls
         if calls is not None and not calls.acquire(self._abort.is_set, self._while_waiting):
             raise NotSent("the emitter is closing")  # without a slot
@@ -582,6 +583,8 @@ class ThreadEmitter(LaneGroup):
             if calls is not None:
                 calls.release()
             raise NotSent("the emitter is closing")
+        # Built now, not before the wait for a slot: its budget runs from the hand-over.
+        job = InTurn([items[i][0] for i in pending])
         holding = calls is not None
         started = time.monotonic()
 
@@ -599,7 +602,7 @@ class ThreadEmitter(LaneGroup):
                 self._settings.call_timeout_s,
                 self._abort.is_set,
                 while_waiting=while_waiting,
-                grace_s=BUDGET_S,  # the last event may start BUDGET_S after the first
+                grace_s=BUDGET_S,  # the last event may start BUDGET_S after the hand-over
             )
         except CallTimeout as exc:
             return job.abandon(exc)
