@@ -109,8 +109,7 @@ class CallLimit:
     def _leave(self, waiter: _Waiter) -> None:
         """Under the lock: ``waiter`` stops waiting; a slot it was given goes on."""
         if waiter.given:
-            self._in_flight -= 1
-            self._give()
+            self._free()
         else:
             self._waiting.remove(waiter)
 
@@ -122,8 +121,12 @@ class CallLimit:
 
     def release(self) -> None:
         with self._lock:
-            self._in_flight -= 1
-            self._give()
+            self._free()
+
+    def _free(self) -> None:
+        """Under the lock: a slot is free again; it goes to the longest-waiting lane."""
+        self._in_flight -= 1
+        self._give()
 
     def _give(self) -> None:
         """Under the lock: free slots to the longest-waiting lanes."""
