@@ -147,6 +147,24 @@ class Bounded:
             reap_leftovers(self.marker),
         )
 
+    def stop(self, timeout_s: float, *, again_every_s: float = 5.0) -> Finished:
+        """SIGTERM, sent again every ``again_every_s`` until the process exits (at most
+        ``timeout_s`` in all). Airflow's scheduler exits by raising ``SystemExit`` from its
+        SIGTERM handler, and Python drops an exception raised in a garbage-collection
+        callback ("Exception ignored in"): one SIGTERM landing there is lost. Seen on
+        Airflow 3.1, in SQLAlchemy's ``InstanceState._cleanup``, outside any OpenLineage code."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.proc.send_signal(signal.SIGTERM)
+            remaining = deadline - time.monotonic()
+            try:
+                self.proc.wait(max(0.0, min(again_every_s, remaining)))
+                break
+            except subprocess.TimeoutExpired:
+                if remaining <= again_every_s:
+                    break
+        return self.wait(max(0.0, deadline - time.monotonic()))
+
     def output(self) -> str:
         if not self._log_fh.closed:
             self._log_fh.flush()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import socketserver
 import sqlite3
 import sys
@@ -290,8 +289,7 @@ def test_scheduler_tags_its_metrics_with_its_component_and_passes_the_allow_list
         assert wait_until(delivered_by_scheduler, timeout_s=60, interval_s=0.2), (
             f"{statsd.lines()[:20]}\n{scheduler.output()[-5000:]}"
         )
-        scheduler.proc.send_signal(signal.SIGTERM)
-        finished = scheduler.wait(timeout_s=60)
+        finished = scheduler.stop(timeout_s=60)
     except BaseException:
         scheduler.kill()
         raise
